@@ -1,0 +1,18 @@
+"""Shared fixtures. Tests write into tmp_path only; nothing lands in the repository tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+REALSAMPLES = SHARED / "realsamples"
+
+
+@pytest.fixture(scope="session")
+def realsamples() -> Path:
+    """The genuine annotation files of ``../shared/realsamples`` (present in CI and dev checkouts)."""
+    if not REALSAMPLES.is_dir():
+        pytest.fail(f"{REALSAMPLES} not found: the shared/ folder must sit beside the checkout")
+    return REALSAMPLES

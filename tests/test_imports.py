@@ -1,0 +1,31 @@
+"""Heavy frameworks stay optional: importing the core must not import torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+LIGHT_MODULES = [
+    "tinyset_builder",
+    "tinyset_builder.cli",
+    "tinyset_builder.sources",
+]
+
+
+@pytest.mark.parametrize("module", LIGHT_MODULES)
+def test_module_does_not_import_torch(module: str) -> None:
+    code = (f"import sys, {module}; heavy = [m for m in ('torch', 'ultralytics', 'fiftyone', "
+            f"'datasets', 'ray', 'mmengine') if m in sys.modules]; print(heavy); "
+            f"sys.exit(1 if heavy else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cli_help_does_not_import_torch() -> None:
+    code = ("import sys\nfrom tinyset_builder.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

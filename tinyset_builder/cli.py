@@ -1,0 +1,65 @@
+"""The ``tinyset`` console script.
+
+Sub-commands live in small modules next to the stage they drive, each with a ``register(app)``
+function; this file only assembles them and turns user errors into one red line and a non-zero
+exit code (never a traceback). Command modules import their stage inside the command body, so
+``tinyset --help`` and ``tinyset eval`` stay free of torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+
+#: Modules that add commands, in the order they appear in ``tinyset --help``.
+COMMAND_MODULES = (
+    "tinyset_builder.cli_sources",   # sources list/check/synth/convert
+    "tinyset_builder.cli_build",     # build, stats
+    "benchmark.cli_derive",          # derive
+    "benchmark.cli_eval",            # eval
+    "benchmark.cli_bench",           # benchmark, report
+    "deal.cli",                      # deal train/predict
+    "tinyset_builder.cli_hub",       # browse, publish
+    "tinyset_builder.cli_demo",      # demo
+)
+
+
+def build_app() -> typer.Typer:
+    """Create the Typer app with every command module registered."""
+    app = typer.Typer(name="tinyset", no_args_is_help=True, add_completion=False,
+                      help="Rebuild TinySet-9M, benchmark label-efficient detectors and DEAL.",
+                      pretty_exceptions_enable=False)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print one line on stderr and exit 2."""
+    from tinyset_builder.errors import TinysetError
+
+    app = build_app()
+    try:
+        app(args=argv, prog_name="tinyset", standalone_mode=False)
+    except TinysetError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        return 2
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        typer.secho("aborted", fg="red", err=True)
+        return 130
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg="red", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

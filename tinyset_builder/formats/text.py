@@ -1,0 +1,38 @@
+"""Reading native text annotation files line by line, with the file and line in every error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from tinyset_builder.errors import ErrorPolicy, SourceError
+
+
+def read_text(path: Path, *, encoding: str = "utf-8") -> str:
+    """Read a whole text file; a missing file or bad encoding is a :class:`SourceError`."""
+    try:
+        return path.read_bytes().decode(encoding)
+    except FileNotFoundError:
+        raise SourceError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not {encoding} text (byte {e.start})") from None
+
+
+def read_lines(path: Path, policy: ErrorPolicy, *, encoding: str = "utf-8-sig",
+               ) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, stripped_text)`` for every non-blank line (1-based numbers).
+
+    ``utf-8-sig`` drops a byte-order mark that Windows tools put at the start of a file.
+    An undecodable file is reported through ``policy`` as one bad record and yields nothing.
+    """
+    try:
+        text = read_text(path, encoding=encoding)
+    except SourceError as e:
+        if "file not found" in str(e):
+            raise
+        policy.fail(str(path), str(e).removeprefix(f"{path}: "))
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line:
+            yield lineno, line
