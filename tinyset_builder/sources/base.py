@@ -125,7 +125,7 @@ class _PendingImage:
     file_name: str
     width: int
     height: int
-    split: str
+    split: str | None
     boxes: list[tuple[tuple[float, float, float, float], int, int, dict[str, Any]]] = \
         field(default_factory=list)
 
@@ -137,7 +137,10 @@ class SourceAssembler:
     the order boxes were added, so output does not depend on directory listing order.
 
     Attributes:
-        counts: what happened to input boxes beyond plain acceptance (``clipped_to_image``).
+        counts: what happened to input boxes beyond plain acceptance: ``clipped_to_image``,
+            and ``dropped_<reason>`` for annotations a converter leaves out by design (e.g.
+            LIVECell's second annotation of the same image); they land in ``info["counts"]`` and
+            in the build's accounting, so nothing disappears unexplained.
     """
 
     def __init__(self, info: SourceInfo, root: Path, policy: ErrorPolicy) -> None:
@@ -152,14 +155,16 @@ class SourceAssembler:
         """Resolve a file name from an annotation safely under the source root."""
         return safe_join(self.root, relative, location=location)
 
-    def add_image(self, relative: str, *, split: str, width: int | None = None,
+    def add_image(self, relative: str, *, split: str | None, width: int | None = None,
                   height: int | None = None, location: str = "") -> str | None:
         """Register an image (path relative to the root); returns its key, or None if skipped.
 
+        ``split`` is the source's *official* split (``train``/``val``/``test``), or ``None`` when
+        the source has none; the build then assigns one by a stable hash of the original image.
         The size is read from the image header when not given. A missing or unreadable image is
         reported through the policy.
         """
-        if split not in SPLITS:
+        if split is not None and split not in SPLITS:
             raise SourceError(f"{location or relative}: split {split!r} not in {SPLITS}")
         key = relative.replace("\\", "/")
         if key in self._images:
