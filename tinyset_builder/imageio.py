@@ -47,6 +47,17 @@ def read_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> npt.NDArray[np.ui
     Raises:
         SourceError: missing, corrupt or truncated file, or one over the pixel limit.
     """
+    return to_rgb8(read_array(path, max_pixels=max_pixels))
+
+
+def read_array(path: Path, *, max_pixels: int = MAX_PIXELS) -> npt.NDArray[np.generic]:
+    """Decode an image to its native array (dtype and channels as stored, no normalisation).
+
+    Label images need their exact values: a mask's 0/255, an instance map's ids.
+
+    Raises:
+        SourceError: missing, corrupt or truncated file, or one over the pixel limit.
+    """
     from PIL import Image, UnidentifiedImageError
 
     image_size(path, max_pixels=max_pixels)
@@ -60,7 +71,7 @@ def read_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> npt.NDArray[np.ui
     except (UnidentifiedImageError, OSError, Image.DecompressionBombWarning,
             Image.DecompressionBombError) as e:
         raise SourceError(f"{path}: cannot decode image ({e})") from None
-    return to_rgb8(arr)
+    return arr
 
 
 def to_rgb8(arr: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
