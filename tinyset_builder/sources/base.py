@@ -183,6 +183,11 @@ class SourceAssembler:
         self._images[key] = _PendingImage(key, width, height, split)
         return key
 
+    def image_size(self, image: str) -> tuple[int, int]:
+        """``(width, height)`` of a registered image, e.g. to scale normalised YOLO boxes."""
+        img = self._images[image]
+        return img.width, img.height
+
     def add_box(self, image: str, xywh: tuple[float, float, float, float], category: str, *,
                 location: str, iscrowd: bool = False, extra: Mapping[str, Any] | None = None,
                 ) -> bool:
