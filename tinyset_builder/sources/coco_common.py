@@ -15,8 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from tinyset_builder.formats.coco_json import (CocoJsonAnnotation, CocoJsonFile, CocoJsonImage,
-                                               coco_json_document, write_coco_json)
+from tinyset_builder.formats.coco_json import (
+    CocoJsonAnnotation,
+    CocoJsonFile,
+    CocoJsonImage,
+    coco_json_document,
+    write_coco_json,
+)
 from tinyset_builder.sources.base import SourceAssembler, SynthSummary
 from tinyset_builder.synth.canvas import Box, save_image, scene
 

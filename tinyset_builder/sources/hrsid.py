@@ -26,8 +26,13 @@ from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
 from tinyset_builder.formats.coco_json import read_coco_json
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
-from tinyset_builder.sources.coco_common import (CocoSynth, SynthTally, add_coco_file, first_dir,
-                                                 join)
+from tinyset_builder.sources.coco_common import (
+    CocoSynth,
+    SynthTally,
+    add_coco_file,
+    first_dir,
+    join,
+)
 
 SPLITS = {"train2017": "train", "test2017": "test"}
 
