@@ -1,4 +1,4 @@
-"""Helpers shared by the VOC-XML and mask sources (LS-SSDD, SCUT-HEAD, Pest24, SIRST, IRSTD-1K, TYC).
+"""Helpers shared by the VOC-XML and mask sources (LS-SSDD, SCUT-HEAD, Pest24, SIRST, IRSTD-1K).
 
 - :func:`read_split_lists`: official split lists (one image id per line) → id → split;
 - :func:`add_voc_annotation`: one parsed VOC file → an image and its boxes in the assembler;
@@ -12,8 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tinyset_builder.errors import ErrorPolicy, SourceError, where
-from tinyset_builder.formats.masks import (MIN_TARGET_AREA, binary_mask_boxes, foreground,
-                                           read_label_image)
+from tinyset_builder.formats.masks import (
+    MIN_TARGET_AREA,
+    binary_mask_boxes,
+    foreground,
+    read_label_image,
+)
 from tinyset_builder.formats.text import read_lines
 from tinyset_builder.formats.voc_xml import VocAnnotation, voc_xywh
 from tinyset_builder.imageio import image_size
@@ -21,7 +25,7 @@ from tinyset_builder.sources.base import SourceAssembler
 
 
 def find_dir(parent: Path, name: str) -> Path:
-    """``parent/name``, descending while it holds only a folder of the same name (Kaggle mirrors)."""
+    """``parent/name``, descending while it holds a folder of the same name (Kaggle mirrors)."""
     path = parent / name
     while (path / name).is_dir():
         path = path / name
