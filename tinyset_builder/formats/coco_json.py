@@ -119,8 +119,12 @@ def _box_from(raw: Mapping[str, Any]) -> tuple[float, float, float, float] | str
     return "no bbox and no polygon segmentation to derive one from"
 
 
-def read_coco_json(path: Path, policy: ErrorPolicy) -> CocoJsonFile | None:
+def read_coco_json(path: Path, policy: ErrorPolicy, *,
+                   implicit_categories: Mapping[int, str] | None = None) -> CocoJsonFile | None:
     """Parse one COCO JSON file; bad records go through ``policy``.
+
+    ``implicit_categories`` (id → name) are categories a source uses without always listing
+    them in ``categories`` (SODA-D's ignore id 10); listed ones take precedence.
 
     Returns ``None`` (after reporting through ``policy``) when the file as a whole is unusable:
     invalid JSON, or no ``images``/``annotations``/``categories`` of the right types.
@@ -161,6 +165,9 @@ def read_coco_json(path: Path, policy: ErrorPolicy) -> CocoJsonFile | None:
             policy.fail(loc, f"duplicate category id {c['id']!r}")
             continue
         categories[c["id"]] = c["name"]
+
+    for cid, name in (implicit_categories or {}).items():
+        categories.setdefault(cid, name)
 
     images: list[CocoJsonImage] = []
     image_ids: set[int | str] = set()
