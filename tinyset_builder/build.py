@@ -1,0 +1,604 @@
+"""``tinyset build``: raw sources → TinySet (1024² images, COCO per split, build.json, stats).
+
+The steps (paper, section III; DESIGN.md "Built dataset"):
+
+1. **Convert** each present source (``RAW/<source>/``) to COCO in original pixels.
+2. **Plan** one :class:`~tinyset_builder.pipeline.TileTask` per original image, with its split
+   decided up front (:mod:`.splits`), so every output of an image lands in one split.
+3. **Execute** the tasks that have no valid result yet (:mod:`.executors`): decode, hash,
+   crop-or-pad, filter, encode. Finished tasks of an earlier, interrupted run are reused.
+4. **Merge** the result files in a fixed order (sources in SOURCES order, original files sorted,
+   windows row-major), dropping exact duplicates (:mod:`.dedupe`), and stream the COCO files out.
+5. **Account** for every input annotation in ``build.json`` and sweep files no record refers to.
+6. **Statistics** (:mod:`.stats`), then ``build.json`` last: its presence marks a finished build.
+
+Nothing here depends on the number of workers or on the executor, so the bytes do not either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from tinyset_builder import __version__
+from tinyset_builder.coco import SPLITS, CocoCategory, CocoImage
+from tinyset_builder.dedupe import find_duplicates
+from tinyset_builder.errors import OnError, TinysetError
+from tinyset_builder.filters import LargeObjectFilter
+from tinyset_builder.imageio import MAX_PIXELS
+from tinyset_builder.io import dumps_json, read_json, write_json
+from tinyset_builder.paths import safe_join
+from tinyset_builder.pipeline import (
+    OUTCOMES,
+    CodecOptions,
+    TileTask,
+    load_result,
+    output_ext,
+    run_task,
+)
+from tinyset_builder.splits import DEFAULT_RATIOS, assign_split, check_ratios
+from tinyset_builder.tiling import TilingOptions
+
+TOOL = "tinyset-builder"
+WORK_DIR = ".work"
+_SCALAR = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildOptions:
+    """Every option that shapes the output; all recorded in ``build.json``.
+
+    Workers and executor are deliberately not here: they never change the output.
+    """
+
+    tiling: TilingOptions = field(default_factory=TilingOptions)
+    large_filter: LargeObjectFilter = field(default_factory=LargeObjectFilter)
+    codec: CodecOptions = field(default_factory=CodecOptions)
+    split_ratios: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
+    max_pixels: int = MAX_PIXELS
+    on_error: OnError = "skip"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as recorded in ``build.json``."""
+        return {"tiling": self.tiling.to_dict(), "large_object_filter": self.large_filter.to_dict(),
+                "codec": {**self.codec.to_dict(), "rule": "jpg for JPEG inputs, png otherwise"},
+                "split_ratios": check_ratios(self.split_ratios),
+                "split_rule": "official split; else sha256('<source>/<original_file>') "
+                              "against the cumulative ratios",
+                "dedupe": "xxh3-128 of decoded RGB8 pixels; keep the first in SOURCES order, "
+                          "then original_file order",
+                "max_pixels": self.max_pixels, "on_error": self.on_error}
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """What a build did: the ``build.json`` record plus run-only facts (not in the file)."""
+
+    record: dict[str, Any]
+    reused_tasks: int
+    ran_tasks: int
+
+    @property
+    def failed_images(self) -> int:
+        """Original images skipped because they could not be read."""
+        return sum(sum(s["images"]["failed"].values()) for s in self.record["sources"].values())
+
+
+# --------------------------------------------------------------------------------------------
+# Categories and manifests
+
+
+def source_order(name: str) -> tuple[int, str]:
+    """Sort key: position in SOURCES (unknown names after, by name)."""
+    from tinyset_builder.sources import SOURCES
+
+    names = list(SOURCES)
+    return (names.index(name), name) if name in names else (len(names), name)
+
+
+def manifest_sha256(info: Any) -> str:
+    """SHA-256 of the source's manifest file (or of its parsed record when it has no file)."""
+    from tinyset_builder.sources.base import MANIFEST_DIR
+
+    path = MANIFEST_DIR / f"{info.name}.toml"
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(dumps_json(_jsonable(asdict(info)))).hexdigest()
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def global_categories(infos: Iterable[Any]) -> list[CocoCategory]:
+    """TinySet's categories: every known source in SOURCES order, then its manifest order.
+
+    The table covers every source with a manifest, not only those being built, so a category's
+    id never depends on which sources are present.
+    """
+    from tinyset_builder.sources import SOURCES
+    from tinyset_builder.sources.base import load_info
+
+    by_name = {i.name: i for i in infos}
+    for name in SOURCES:
+        if name not in by_name:
+            try:
+                by_name[name] = load_info(name)
+            except TinysetError:
+                continue  # a source without a manifest yet has no categories to number
+    cats: list[CocoCategory] = []
+    for name in sorted(by_name, key=source_order):
+        info = by_name[name]
+        for c in info.categories:
+            cats.append(CocoCategory(id=len(cats) + 1, name=info.category_name(c),
+                                     supercategory=info.name))
+    return cats
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+
+
+def output_stem(source: str, original_file: str) -> str:
+    """``<source>__<original path without suffix, '/' → '__'>`` (flat, readable, unique)."""
+    no_suffix = original_file.rsplit(".", 1)[0] if "." in Path(original_file).name else \
+        original_file
+    return f"{source}__{no_suffix.replace('/', '__')}"
+
+
+def plan_source(conv: Any, raw: Path, out: Path, options: BuildOptions) -> list[TileTask]:
+    """One task per image of a converted source, sorted by ``original_file``."""
+    info, ds = conv.info, conv.dataset
+    scale = float(info.build.get("downscale", 1.0)) if info.build else 1.0
+    if not 0.0 < scale <= 1.0:
+        raise TinysetError(f"manifest {info.name}: [build] downscale must be in (0, 1], "
+                           f"got {scale}")
+    root = Path(raw) / info.name
+    by_image = ds.annotations_by_image()
+    tasks = []
+    work = out / WORK_DIR / "tasks" / info.name
+    for img in sorted(ds.images, key=lambda i: i.original_file or i.file_name):
+        original = img.original_file or img.file_name
+        anns = by_image[img.id]
+        boxes = [[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]]
+                 for a in anns]
+        tasks.append(TileTask(
+            key=f"{info.name}/{original}", source=info.name, domain=img.domain or info.domain,
+            original_file=original, image_path=str(safe_join(root, original)),
+            width=img.width, height=img.height,
+            split=assign_split(img, options.split_ratios), stem=output_stem(info.name, original),
+            ext=output_ext(original), boxes=boxes, iscrowd=[a.iscrowd for a in anns],
+            scale=scale, tiling=options.tiling, large_filter=options.large_filter,
+            codec=options.codec, max_pixels=options.max_pixels, out=str(out),
+            result=str(work / (hashlib.sha1(original.encode()).hexdigest()[:20] + ".json"))))
+    return tasks
+
+
+# --------------------------------------------------------------------------------------------
+# The build
+
+
+def build(raw: Path, out: Path, *, sources: str | None = None, workers: int = 1,
+          executor: str = "local", options: BuildOptions | None = None) -> BuildReport:
+    """Build TinySet from ``raw`` into ``out`` (see the module docstring).
+
+    Args:
+        raw: folder holding ``<source>/`` folders in their native layouts.
+        out: output folder (created; an interrupted earlier build there is resumed).
+        sources: ``"a,b"`` to build only some sources; by default every source present.
+        workers: parallel workers.
+        executor: ``"local"`` (process pool) or ``"ray"``.
+        options: output-shaping options (defaults: the paper's).
+    """
+    from tinyset_builder.progress import console, track
+    from tinyset_builder.sources import SOURCES, convert_source, parse_source_names
+
+    options = options or BuildOptions()
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise TinysetError(f"{raw}: raw folder not found")
+    names = parse_source_names(sources)
+    if sources is None or sources.strip() in ("", "all"):
+        names = [n for n in SOURCES if (raw / n).is_dir()]
+        if not names:
+            raise TinysetError(f"{raw}: no source folder found (expected some of "
+                               f"{', '.join(SOURCES)})")
+    conversions = []
+    for name in track(names, "converting sources"):
+        conversions.append(convert_source(name, raw, on_error=options.on_error))
+    report = build_from_conversions(conversions, raw, out, workers=workers, executor=executor,
+                                    options=options)
+    console.print(summary_table(report.record))
+    return report
+
+
+def build_from_conversions(conversions: Sequence[Any], raw: Path, out: Path, *,
+                           workers: int = 1, executor: str = "local",
+                           options: BuildOptions | None = None, stats: bool = True,
+                           ) -> BuildReport:
+    """Plan, execute, merge and account for already converted sources."""
+    from tinyset_builder.executors import make_executor
+    from tinyset_builder.progress import make_progress
+
+    options = options or BuildOptions()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "build.json").unlink(missing_ok=True)  # an unfinished folder must not look built
+    conversions = sorted(conversions, key=lambda c: source_order(c.info.name))
+    plans = {c.info.name: plan_source(c, Path(raw), out, options) for c in conversions}
+    tasks = [t for c in conversions for t in plans[c.info.name]]
+    _check_unique_names(tasks)
+
+    todo = [t for t in tasks if load_result(t) is None]
+    ex = make_executor(executor, workers)
+    with make_progress() as progress:
+        bar = progress.add_task("tiling images", total=len(todo))
+        for _ in ex.map_unordered(run_task, todo):
+            progress.advance(bar)
+
+    record = merge(conversions, plans, out, options)
+    sweep(out, record)
+    if stats:
+        from tinyset_builder.stats import write_stats
+
+        write_stats(out)
+    write_json(out / "build.json", record, indent=1)
+    return BuildReport(record=record, reused_tasks=len(tasks) - len(todo), ran_tasks=len(todo))
+
+
+def _check_unique_names(tasks: Sequence[TileTask]) -> None:
+    seen: dict[str, str] = {}
+    for t in tasks:
+        if t.stem in seen:
+            raise TinysetError(f"{t.key} and {seen[t.stem]} map to the same output name "
+                               f"{t.stem!r}; rename one of them")
+        seen[t.stem] = t.key
+
+
+# --------------------------------------------------------------------------------------------
+# Merging
+
+
+class _SplitWriter:
+    """Streams one split's COCO file: images and annotations go to two part files first."""
+
+    def __init__(self, out: Path, split: str) -> None:
+        self.dir = out / WORK_DIR / "merge"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.split = split
+        self.images: BinaryIO = (self.dir / f"{split}.images.part").open("wb")
+        self.annotations: BinaryIO = (self.dir / f"{split}.annotations.part").open("wb")
+        self.n_images = 0
+        self.n_annotations = 0
+
+    @staticmethod
+    def _dump(obj: Any) -> bytes:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
+
+    def add_image(self, d: dict[str, Any]) -> None:
+        self.images.write((b"," if self.n_images else b"") + self._dump(d))
+        self.n_images += 1
+
+    def add_annotation(self, d: dict[str, Any]) -> None:
+        self.annotations.write((b"," if self.n_annotations else b"") + self._dump(d))
+        self.n_annotations += 1
+
+    def discard(self) -> None:
+        """Close and remove the part files of a split that got no image."""
+        self.images.close()
+        self.annotations.close()
+        for part in ("images", "annotations"):
+            (self.dir / f"{self.split}.{part}.part").unlink()
+
+    def finish(self, path: Path, info: dict[str, Any], categories: list[dict[str, Any]],
+               ) -> str:
+        """Assemble the COCO file atomically (same bytes as :func:`io.write_json` would give)."""
+        self.images.close()
+        self.annotations.close()
+        digest = hashlib.sha256()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        with tmp.open("wb") as f:
+            def put(b: bytes) -> None:
+                digest.update(b)
+                f.write(b)
+            put(b'{"info":' + self._dump(info) + b',"images":[')
+            _copy(self.dir / f"{self.split}.images.part", put)
+            put(b'],"annotations":[')
+            _copy(self.dir / f"{self.split}.annotations.part", put)
+            put(b'],"categories":' + self._dump(categories) + b"}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        for part in ("images", "annotations"):
+            (self.dir / f"{self.split}.{part}.part").unlink()
+        return digest.hexdigest()
+
+
+def _copy(path: Path, put: Any) -> None:
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            put(chunk)
+
+
+def _results(tasks: Sequence[TileTask]) -> Iterator[tuple[TileTask, dict[str, Any]]]:
+    for t in tasks:
+        r = load_result(t)
+        if r is None:
+            raise TinysetError(f"{t.key}: task has no valid result after execution "
+                               f"(was {t.result} removed during the build?)")
+        yield t, r
+
+
+def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: Path,
+          options: BuildOptions) -> dict[str, Any]:
+    """Write ``annotations/<split>.json`` and return the ``build.json`` record."""
+    categories = global_categories(c.info for c in conversions)
+    cat_dicts = [c.to_dict() for c in categories]
+    global_id = {c.name: c.id for c in categories}
+
+    # Pass 1: duplicates, in build order (only the hashes are kept in memory).
+    hashes = [(t.key, r.get("pixel_hash")) for c in conversions
+              for t, r in _results(plans[c.info.name])]
+    duplicates = find_duplicates(hashes)
+
+    writers = {s: _SplitWriter(out, s) for s in SPLITS}
+    sources: dict[str, Any] = {}
+    referenced: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for conv in conversions:
+        info, ds = conv.info, conv.dataset
+        local_name = {c.id: c.name for c in ds.categories}
+        by_image = ds.annotations_by_image()
+        images_by_file = {i.original_file or i.file_name: i for i in ds.images}
+        acc = _Accounting()
+        failed: list[dict[str, str]] = []
+        dups: list[dict[str, str]] = []
+        for task, res in _results(plans[info.name]):
+            acc.images_in += 1
+            acc.annotations_in += res["annotations_in"]
+            if res["status"] == "error":
+                acc.failed[res["reason"]] += 1
+                acc.dropped["image_error"] += res["annotations_in"]
+                failed.append({"file": task.original_file, "reason": res["reason"],
+                               "message": res["message"]})
+                continue
+            if task.key in duplicates:
+                acc.duplicates += 1
+                acc.dropped["duplicate_image"] += res["annotations_in"]
+                dups.append({"file": task.original_file, "kept": str(duplicates[task.key])})
+                continue
+            acc.add_outcomes(res)
+            anns = by_image[images_by_file[task.original_file].id]
+            w = writers[task.split]
+            for o in res["outputs"]:
+                image_id = w.n_images + 1
+                w.add_image(CocoImage(
+                    id=image_id, file_name=o["file_name"], width=options.tiling.tile,
+                    height=options.tiling.tile, source=info.name, domain=task.domain,
+                    split=task.split, original_file=task.original_file,
+                    window=tuple(o["window"]), scale=task.scale).to_dict())
+                referenced[task.split].append(o["file_name"])
+                acc.out_images[task.split] += 1
+                for i, x, y, bw, bh, crowd in o["annotations"]:
+                    a = anns[i]
+                    d = {"id": w.n_annotations + 1, "image_id": image_id,
+                         "category_id": global_id[local_name[a.category_id]],
+                         "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": crowd}
+                    for k in sorted(a.extra):
+                        if isinstance(a.extra[k], _SCALAR):
+                            d[k] = a.extra[k]
+                    w.add_annotation(d)
+                    acc.out_annotations += 1
+        sources[info.name] = {
+            "title": info.title, "domain": info.domain,
+            "manifest_sha256": manifest_sha256(info),
+            "downscale": float(info.build.get("downscale", 1.0)) if info.build else 1.0,
+            "converter": {"skipped": dict(sorted(conv.skipped.items())),
+                          "examples": dict(sorted(conv.examples.items())),
+                          "counts": dict(sorted(conv.counts.items()))},
+            **acc.to_dict(), "failed_images": failed, "duplicates": dups}
+
+    files = {}
+    for split, w in writers.items():
+        path = out / "annotations" / f"{split}.json"
+        info_d = {"description": "TinySet, rebuilt from its public sources", "tool": TOOL,
+                  "version": __version__, "split": split}
+        if w.n_images == 0:
+            w.discard()
+            path.unlink(missing_ok=True)  # left by an earlier build with other sources
+            continue
+        n_img, n_ann = w.n_images, w.n_annotations
+        files[split] = {"file": f"annotations/{split}.json",
+                        "sha256": w.finish(path, info_d, cat_dicts),
+                        "images": n_img, "annotations": n_ann}
+    return {"tool": TOOL, "version": __version__, "options": options.to_dict(),
+            "categories": len(categories), "annotation_files": files, "sources": sources,
+            "totals": _totals(sources), "_referenced": referenced}
+
+
+@dataclass
+class _Accounting:
+    images_in: int = 0
+    annotations_in: int = 0
+    duplicates: int = 0
+    windows: int = 0
+    dropped_large: int = 0
+    dropped_empty: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    out_images: Counter[str] = field(default_factory=Counter)
+    out_annotations: int = 0
+
+    def add_outcomes(self, res: Mapping[str, Any]) -> None:
+        self.windows += res["windows"]
+        self.dropped_large += res["dropped_images"]["large_objects"]
+        self.dropped_empty += res["dropped_images"]["empty"]
+        for name, n in res["outcomes"].items():
+            if name.startswith("dropped_"):
+                self.dropped[name.removeprefix("dropped_")] += n
+            else:
+                self.outcomes[name] += n
+
+    def to_dict(self) -> dict[str, Any]:
+        dropped_keys = [o.removeprefix("dropped_") for o in OUTCOMES if o.startswith("dropped_")]
+        return {
+            "images": {"in": self.images_in, "failed": dict(sorted(self.failed.items())),
+                       "duplicate": self.duplicates, "windows": self.windows,
+                       "dropped_large_objects": self.dropped_large,
+                       "dropped_empty": self.dropped_empty,
+                       "out": sum(self.out_images.values()),
+                       "out_by_split": {s: self.out_images[s] for s in SPLITS}},
+            "annotations": {"in": self.annotations_in, "kept": self.outcomes["kept"],
+                            "clipped": self.outcomes["clipped"],
+                            "ignore": self.outcomes["ignore"],
+                            "dropped": {k: self.dropped[k] for k in
+                                        [*dropped_keys, "duplicate_image", "image_error"]},
+                            "records_out": self.out_annotations}}
+
+
+def _totals(sources: Mapping[str, Any]) -> dict[str, Any]:
+    t: dict[str, Any] = {"images_in": 0, "images_out": 0, "images_failed": 0,
+                         "images_duplicate": 0, "annotations_in": 0, "annotation_records_out": 0}
+    for s in sources.values():
+        t["images_in"] += s["images"]["in"]
+        t["images_out"] += s["images"]["out"]
+        t["images_failed"] += sum(s["images"]["failed"].values())
+        t["images_duplicate"] += s["images"]["duplicate"]
+        t["annotations_in"] += s["annotations"]["in"]
+        t["annotation_records_out"] += s["annotations"]["records_out"]
+    return t
+
+
+def sweep(out: Path, record: dict[str, Any]) -> int:
+    """Delete files under ``out/images`` that no annotation file refers to, and stray ``.part``s.
+
+    They come from duplicates (tiled before dedupe could know), interrupted writes, or an
+    earlier build with other options. Returns how many files were removed.
+    """
+    referenced = record.pop("_referenced")
+    removed = 0
+    images = out / "images"
+    for split_dir in sorted(images.iterdir()) if images.is_dir() else []:
+        keep = set(referenced.get(split_dir.name, ()))
+        if not split_dir.is_dir():
+            continue
+        with os.scandir(split_dir) as it:
+            for entry in it:
+                if entry.name not in keep:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed += 1
+        if not keep:
+            split_dir.rmdir()
+    shutil.rmtree(out / WORK_DIR / "merge", ignore_errors=True)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting and verification
+
+
+def accounting_problems(record: Mapping[str, Any]) -> list[str]:
+    """Sources whose annotations do not add up: in = kept + clipped + ignore + dropped."""
+    problems = []
+    for name, s in record["sources"].items():
+        a = s["annotations"]
+        total = a["kept"] + a["clipped"] + a["ignore"] + sum(a["dropped"].values())
+        if total != a["in"]:
+            problems.append(f"{name}: annotations in {a['in']} != kept {a['kept']} + clipped "
+                            f"{a['clipped']} + ignore {a['ignore']} + dropped "
+                            f"{sum(a['dropped'].values())}")
+        im = s["images"]
+        if sum(im["failed"].values()) + im["duplicate"] > im["in"]:
+            problems.append(f"{name}: more images failed or duplicate than came in")
+    return problems
+
+
+def verify_build(out: Path) -> dict[str, Any]:
+    """Re-check a finished build; raise :class:`TinysetError` listing what is wrong.
+
+    Checks: ``build.json`` is ours; each annotation file's SHA-256; per-source accounting adds up;
+    per-split image and annotation counts agree with the files; every image exists and is
+    ``tile × tile``; every box lies inside its image; no original image spans two splits.
+    """
+    from tinyset_builder.imageio import image_size
+    from tinyset_builder.progress import track
+    from tinyset_builder.splits import find_leaks
+
+    out = Path(out)
+    record = read_json(out / "build.json")
+    if record.get("tool") != TOOL:
+        raise TinysetError(f"{out}/build.json: not written by {TOOL}")
+    problems = accounting_problems(record)
+    tile = record["options"]["tiling"]["tile"]
+    all_images: list[CocoImage] = []
+    for split, f in record["annotation_files"].items():
+        path = out / f["file"]
+        data = path.read_bytes() if path.is_file() else b""
+        if hashlib.sha256(data).hexdigest() != f["sha256"]:
+            problems.append(f"{path}: sha256 differs from build.json")
+            continue
+        coco = json.loads(data)
+        n_expected = sum(s["images"]["out_by_split"][split] for s in record["sources"].values())
+        if len(coco["images"]) != f["images"] or len(coco["images"]) != n_expected:
+            problems.append(f"{path}: {len(coco['images'])} images, build.json says "
+                            f"{f['images']} (sources: {n_expected})")
+        if len(coco["annotations"]) != f["annotations"]:
+            problems.append(f"{path}: {len(coco['annotations'])} annotations, build.json says "
+                            f"{f['annotations']}")
+        images = [CocoImage.from_dict(d) for d in coco["images"]]
+        all_images += images
+        for img in track(images, f"checking {split} images"):
+            try:
+                size = image_size(out / "images" / split / img.file_name)
+            except TinysetError as e:
+                problems.append(str(e))
+                continue
+            if size != (tile, tile):
+                problems.append(f"{img.file_name}: {size[0]}x{size[1]}, expected {tile}x{tile}")
+        for a in coco["annotations"]:
+            x, y, w, h = a["bbox"]
+            if not (x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= tile + 1e-6
+                    and y + h <= tile + 1e-6):
+                problems.append(f"{path}: annotation {a['id']} box {a['bbox']} outside the image")
+    n_records = sum(s["annotations"]["records_out"] for s in record["sources"].values())
+    n_files = sum(f["annotations"] for f in record["annotation_files"].values())
+    if n_records != n_files:
+        problems.append(f"annotation records: sources say {n_records}, files hold {n_files}")
+    for (source, original), splits in find_leaks(all_images).items():
+        problems.append(f"{source}/{original}: outputs in several splits {sorted(splits)}")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise TinysetError(f"{out}: build does not verify: {'; '.join(problems[:5])}{more}")
+    return record
+
+
+def summary_table(record: Mapping[str, Any]) -> Any:
+    """A rich table of the per-source accounting."""
+    from rich.table import Table
+
+    table = Table("source", "images in", "failed", "dup", "outputs", "large-obj drop",
+                  "ann in", "kept", "clipped", "ignore", "dropped", title="TinySet build")
+    for name, s in record["sources"].items():
+        im, a = s["images"], s["annotations"]
+        dropped = ", ".join(f"{k} {v}" for k, v in a["dropped"].items() if v) or "0"
+        table.add_row(name, str(im["in"]), str(sum(im["failed"].values())),
+                      str(im["duplicate"]), str(im["out"]), str(im["dropped_large_objects"]),
+                      str(a["in"]), str(a["kept"]), str(a["clipped"]), str(a["ignore"]),
+                      dropped)
+    return table

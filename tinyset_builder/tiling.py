@@ -1,0 +1,167 @@
+"""Crop-or-pad: cut an image into 1024×1024 windows and move its boxes into each window.
+
+The rule (paper, section III; conventions of other tilers in ``reference/ecosystem.md`` §3):
+
+- **Grid.** Per axis, a side no longer than the tile gives one window covering the whole side
+  (the output is padded); a longer side gives windows ``tile`` long every ``tile - overlap``
+  pixels, the last one *snapped* back so it ends exactly at the border (SAHI, DOTA devkit and
+  mmrotate all snap; none runs past the image). So an image with both sides ≤ 1024 becomes one
+  padded output, and a 1920×800 image becomes two 1024-wide windows, padded vertically.
+- **Padding** goes to the right and bottom with a constant value, so output pixel ``(u, v)`` is
+  original pixel ``(x0 + u / scale, y0 + v / scale)``: a prediction maps back with the image's
+  ``window`` and ``scale`` alone.
+- **Boxes** are clipped to the window. A box that keeps at least ``min_visible`` of its area
+  (default 0.5) stays a label; one that keeps less becomes an ignore region (``iscrowd=1``) rather
+  than a wrong label (DOTA's "difficult" instead of mmrotate's silent drop). A source's own ignore
+  regions stay ignore regions.
+
+Geometry is vectorised with numpy: a window costs a handful of array operations, whatever the
+number of boxes, which matters for crowded sources (SKU110K, JHU-CROWD++) cut into many tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tinyset_builder.errors import TinysetError
+
+Window = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TilingOptions:
+    """Parameters of crop-or-pad; all of them are recorded in ``build.json``.
+
+    Attributes:
+        tile: output side in pixels (1024 in the paper).
+        overlap: pixels shared by neighbouring windows (DOTA/mmrotate's 200-px gap).
+        min_visible: a clipped box keeping less than this fraction of its area becomes ignore.
+        pad_value: the constant grey level of padding (0 = black, as DOTA devkit and AI-TOD).
+        keep_empty: keep output images with no object label (only ignore regions or nothing).
+    """
+
+    tile: int = 1024
+    overlap: int = 200
+    min_visible: float = 0.5
+    pad_value: int = 0
+    keep_empty: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tile <= 0:
+            raise TinysetError(f"tile size must be > 0, got {self.tile}")
+        if not 0 <= self.overlap < self.tile:
+            raise TinysetError(f"overlap must be in [0, tile), got {self.overlap}")
+        if not 0.0 < self.min_visible <= 1.0:
+            raise TinysetError(f"min_visible must be in (0, 1], got {self.min_visible}")
+        if not 0 <= self.pad_value <= 255:
+            raise TinysetError(f"pad_value must be in [0, 255], got {self.pad_value}")
+
+    def to_dict(self) -> dict[str, object]:
+        """The options as a plain dict (for ``build.json``)."""
+        return asdict(self)
+
+
+def axis_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Window start positions along one axis of ``size`` pixels.
+
+    Example:
+        >>> axis_starts(1920, 1024, 200)
+        [0, 896]
+        >>> axis_starts(3000, 1024, 200)
+        [0, 824, 1648, 1976]
+        >>> axis_starts(700, 1024, 200)
+        [0]
+    """
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride))
+    starts.append(size - tile)  # snap the last window to the border
+    return starts
+
+
+def window_grid(width: int, height: int, tile: int = 1024, overlap: int = 200) -> list[Window]:
+    """Windows ``(x0, y0, x1, y1)`` covering a ``width × height`` image, row-major.
+
+    Windows never run past the image; a side shorter than ``tile`` gives windows shorter than
+    ``tile`` on that axis (the output is padded).
+    """
+    xs = axis_starts(width, tile, overlap)
+    ys = axis_starts(height, tile, overlap)
+    return [(x0, y0, min(x0 + tile, width), min(y0 + tile, height)) for y0 in ys for x0 in xs]
+
+
+def clip_to_window(boxes_xyxy: npt.NDArray[np.float64], window: Window,
+                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Clip ``(N, 4)`` xyxy boxes to ``window`` and express them in window coordinates.
+
+    Returns:
+        ``(clipped, visible)``: the clipped boxes relative to the window's top-left corner, and
+        the fraction of each box's own area that lies inside the window (0 for boxes outside it).
+    """
+    x0, y0, x1, y1 = window
+    b = boxes_xyxy
+    cx0 = np.clip(b[:, 0], x0, x1)
+    cy0 = np.clip(b[:, 1], y0, y1)
+    cx1 = np.clip(b[:, 2], x0, x1)
+    cy1 = np.clip(b[:, 3], y0, y1)
+    inter = np.clip(cx1 - cx0, 0, None) * np.clip(cy1 - cy0, 0, None)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    visible = np.divide(inter, area, out=np.zeros_like(inter), where=area > 0)
+    clipped = np.stack([cx0 - x0, cy0 - y0, cx1 - x0, cy1 - y0], axis=1)
+    return clipped, visible
+
+
+@dataclass(frozen=True, slots=True)
+class TileBoxes:
+    """The boxes of one window.
+
+    Attributes:
+        index: row of each box in the input arrays.
+        xyxy: the clipped box in window pixels.
+        iscrowd: 1 for ignore regions (the source's own, or made ignore here).
+        whole: True when the box lies entirely inside the window (not clipped).
+        made_ignore: True when a label became an ignore region because too little of it is left.
+    """
+
+    index: npt.NDArray[np.int64]
+    xyxy: npt.NDArray[np.float64]
+    iscrowd: npt.NDArray[np.int64]
+    whole: npt.NDArray[np.bool_]
+    made_ignore: npt.NDArray[np.bool_]
+
+
+def boxes_in_window(boxes_xyxy: npt.NDArray[np.float64], iscrowd: npt.NDArray[np.int64],
+                    window: Window, min_visible: float) -> TileBoxes:
+    """Select, clip and classify the boxes that overlap ``window`` (positive area inside it)."""
+    clipped, visible = clip_to_window(boxes_xyxy, window)
+    inside = visible > 0
+    idx = np.flatnonzero(inside)
+    vis = visible[idx]
+    crowd = iscrowd[idx].astype(np.int64)
+    made_ignore = (crowd == 0) & (vis < min_visible)
+    # "whole" compares the clipped box with the original, not ``visible == 1``, so that
+    # floating-point rounding of the area ratio can never call an untouched box clipped.
+    orig = boxes_xyxy[idx]
+    x0, y0, x1, y1 = window
+    whole = ((orig[:, 0] >= x0) & (orig[:, 1] >= y0) & (orig[:, 2] <= x1) & (orig[:, 3] <= y1))
+    return TileBoxes(index=idx, xyxy=clipped[idx], iscrowd=np.where(made_ignore, 1, crowd),
+                     whole=whole, made_ignore=made_ignore)
+
+
+def crop_or_pad(pixels: npt.NDArray[np.uint8], window: Window, tile: int = 1024,
+                pad_value: int = 0) -> npt.NDArray[np.uint8]:
+    """The ``tile × tile`` output for ``window``: the crop, padded right and bottom if short.
+
+    A full-size window returns a view (no copy); the encoder reads it directly.
+    """
+    x0, y0, x1, y1 = window
+    crop = pixels[y0:y1, x0:x1]
+    if crop.shape[0] == tile and crop.shape[1] == tile:
+        return crop
+    out = np.full((tile, tile, pixels.shape[2]), pad_value, dtype=np.uint8)
+    out[:crop.shape[0], :crop.shape[1]] = crop
+    return out
