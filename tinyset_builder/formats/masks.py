@@ -134,3 +134,16 @@ def paint_instance_ids(width: int, height: int, boxes: list[Box], ids: list[int]
     for (x, y, w, h), k, ellipse in zip(boxes, ids, ellipses, strict=True):
         out[y:y + h, x:x + w][object_mask(w, h, ellipse=ellipse)] = k
     return out
+
+
+def place_speck(mask: npt.NDArray[np.uint8], *, value: int = 255) -> tuple[int, int]:
+    """Set one pixel at least 2 px away from every foreground pixel (a synthetic stray click).
+
+    Returns its ``(x, y)``; the first free position in raster order, so it is deterministic.
+    """
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(mask > 0, structure=np.ones((5, 5), dtype=bool))
+    y, x = (int(v) for v in np.argwhere(~near)[0])
+    mask[y, x] = value
+    return x, y

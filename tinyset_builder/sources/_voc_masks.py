@@ -2,7 +2,7 @@
 
 - :func:`read_split_lists`: official split lists (one image id per line) → id → split;
 - :func:`add_voc_annotation`: one parsed VOC file → an image and its boxes in the assembler;
-- :func:`add_mask_boxes`: one binary mask → an image's connected-component boxes;
+- :func:`add_mask_image`: an image whose boxes are its binary masks' components;
 - :func:`find_dir`: a folder that mirrors sometimes nest once more (``A/A/``).
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from tinyset_builder.errors import ErrorPolicy, SourceError, where
 from tinyset_builder.formats.masks import (
     MIN_TARGET_AREA,
+    MaskBox,
     binary_mask_boxes,
     foreground,
     read_label_image,
@@ -57,16 +58,24 @@ def read_split_lists(lists: Mapping[str, Path], policy: ErrorPolicy,
     return out
 
 
-def add_image_checked(asm: SourceAssembler, relative: str, *, split: str | None,
-                      location: str) -> tuple[str, int, int] | None:
-    """Register an image, reading its size from the header; returns ``(key, width, height)``."""
+def header_size(asm: SourceAssembler, relative: str, *, location: str,
+                ) -> tuple[int, int] | None:
+    """An image's ``(width, height)`` from its header (safe path); None when reported bad."""
     try:
-        width, height = image_size(asm.path(relative, location=location))
+        return image_size(asm.path(relative, location=location))
     except SourceError as e:
         asm.policy.fail(location, str(e))
         return None
-    key = asm.add_image(relative, split=split, width=width, height=height, location=location)
-    return None if key is None else (key, width, height)
+
+
+def add_image_checked(asm: SourceAssembler, relative: str, *, split: str | None,
+                      location: str) -> tuple[str, int, int] | None:
+    """Register an image, reading its size from the header; returns ``(key, width, height)``."""
+    size = header_size(asm, relative, location=location)
+    if size is None:
+        return None
+    key = asm.add_image(relative, split=split, width=size[0], height=size[1], location=location)
+    return None if key is None else (key, size[0], size[1])
 
 
 def add_voc_annotation(asm: SourceAssembler, ann: VocAnnotation, image_relative: str, *,
@@ -98,13 +107,13 @@ def add_voc_annotation(asm: SourceAssembler, ann: VocAnnotation, image_relative:
     return key
 
 
-def add_mask_boxes(asm: SourceAssembler, image_key: str, mask_paths: list[Path], category: str,
-                   *, size: tuple[int, int]) -> int | None:
-    """Add the connected components of the union of ``mask_paths`` as boxes of ``category``.
+def mask_components(asm: SourceAssembler, mask_paths: list[Path], *, size: tuple[int, int],
+                    ) -> list[MaskBox] | None:
+    """Connected components of the union of ``mask_paths`` (one image's masks), as boxes.
 
     Components below :data:`MIN_TARGET_AREA` pixels are counted as ``dropped_mask_speck``. A mask
-    whose size differs from the image's, or that cannot be decoded, is a bad record. Returns the
-    number of boxes added, or None when a mask was bad.
+    that cannot be decoded, or whose size differs from the image's, is a bad record: returns None
+    so the caller can leave the whole image out rather than keep it as a false negative.
     """
     union = None
     for path in mask_paths:
@@ -120,13 +129,26 @@ def add_mask_boxes(asm: SourceAssembler, image_key: str, mask_paths: list[Path],
         fg = foreground(mask)
         union = fg if union is None else union | fg
     if union is None:
-        return 0
+        return []
     boxes, specks = binary_mask_boxes(union, min_area=MIN_TARGET_AREA)
     if specks:
         asm.counts["dropped_mask_speck"] += specks
-    added = 0
+    return boxes
+
+
+def add_mask_image(asm: SourceAssembler, relative: str, mask_paths: list[Path], category: str,
+                   *, split: str | None, location: str) -> str | None:
+    """Add an image whose boxes are its masks' components; returns its key (None if skipped)."""
+    size = header_size(asm, relative, location=location)
+    if size is None:
+        return None
+    boxes = mask_components(asm, mask_paths, size=size)
+    if boxes is None:
+        return None
+    key = asm.add_image(relative, split=split, width=size[0], height=size[1], location=location)
+    if key is None:
+        return None
     for k, box in enumerate(boxes, start=1):
-        location = where(mask_paths[0], f"component {k}")
-        added += asm.add_box(image_key, box.xywh, category, location=location,
-                             extra={"mask_area": box.area})
-    return added
+        asm.add_box(key, box.xywh, category, location=where(mask_paths[0], f"component {k}"),
+                    extra={"mask_area": box.area})
+    return key

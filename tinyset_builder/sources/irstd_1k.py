@@ -29,9 +29,9 @@ import numpy as np
 
 from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
-from tinyset_builder.formats.masks import paint_binary_mask
+from tinyset_builder.formats.masks import paint_binary_mask, place_speck
 from tinyset_builder.paths import relative_posix
-from tinyset_builder.sources._voc_masks import add_image_checked, add_mask_boxes, read_split_lists
+from tinyset_builder.sources._voc_masks import add_mask_image, read_split_lists
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import sample_boxes, save_image, textured_background
 
@@ -61,15 +61,12 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     images = sorted(image_dir.glob("*.png"))
     for image in images:
         split = lists[image.stem][0] if image.stem in lists else None
-        added = add_image_checked(asm, relative_posix(image, root), split=split,
-                                  location=str(image))
-        if added is None:
-            continue
         mask = mask_dir / image.name
         if not mask.is_file():
             policy.fail(str(mask), f"mask of {image.name} not found")
             continue
-        add_mask_boxes(asm, added[0], [mask], CATEGORY, size=(added[1], added[2]))
+        add_mask_image(asm, relative_posix(image, root), [mask], CATEGORY, split=split,
+                       location=str(image))
     present = {p.stem for p in images}
     for image_id, (_, location) in sorted(lists.items()):
         if image_id not in present:
@@ -91,10 +88,8 @@ def synthesize(root: Path, seed: int) -> SynthSummary:
         ellipses = [bool(i % 2) for i in range(len(boxes))]
         mask = paint_binary_mask(512, 512, boxes, ellipses)
         pixels[mask > 0] = 245  # hot targets on a cooler background
-        if k == 0:  # a stray single-pixel speck, far from every target: dropped and counted
-            free = np.argwhere(_dilate(mask) == 0)
-            y, x = free[len(free) // 2]
-            mask[y, x] = 255
+        if k == 0:  # a stray single-pixel speck, away from every target: dropped and counted
+            place_speck(mask)
         save_image(base / "IRSTD1k_Img" / f"{image_id}.png", pixels)
         save_image(base / "IRSTD1k_Label" / f"{image_id}.png", mask)
         annotations += len(boxes)
@@ -104,15 +99,3 @@ def synthesize(root: Path, seed: int) -> SynthSummary:
     return SynthSummary(images=len(ids), annotations=annotations,
                         splits={"train": 3, "test": 1})
 
-
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    """``mask`` grown by two pixels (so a speck placed outside it touches no target)."""
-    out = mask > 0
-    for _ in range(2):
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        out = grown
-    return out.astype(np.uint8)
