@@ -91,6 +91,9 @@ def save_image(path: Path, pixels: npt.NDArray[np.generic], *, quality: int = 92
         im.save(path, quality=quality)
     elif path.suffix.lower() in (".tif", ".tiff"):
         im.save(path, compression="raw")
+    elif path.suffix.lower() == ".png":
+        # Fast zlib level: textured noise barely compresses, and level 6 costs ~1 s per tile.
+        im.save(path, compress_level=1)
     else:
         im.save(path)
     return path
