@@ -11,6 +11,7 @@ LIGHT_MODULES = [
     "tinyset_builder",
     "tinyset_builder.cli",
     "tinyset_builder.sources",
+    "benchmark.protocols",
 ]
 
 
