@@ -27,7 +27,7 @@ from benchmark.protocols.semi import split_semi
 from benchmark.protocols.shot import sparse_shot
 from tinyset_builder.coco import CocoDataset, RecordError
 from tinyset_builder.errors import TinysetError
-from tinyset_builder.io import read_json, write_json
+from tinyset_builder.io import FILE_MODE, read_json, write_json
 from tinyset_builder.progress import console
 
 META_SCHEMA = "tinyset-variant/1"
@@ -35,6 +35,8 @@ META_SCHEMA = "tinyset-variant/1"
 PROTOCOL_VERSION = 1
 BUILD_TOOL = "tinyset-builder"
 PROMPT_SPLITS = ("val", "test")
+#: mkdtemp makes 0700 folders; a published variant gets the usual 0777 & ~umask.
+DIR_MODE = FILE_MODE | ((FILE_MODE >> 2) & 0o111)
 
 Kind = Literal["noise", "semi", "shot", "points", "p2sod"]
 
@@ -288,6 +290,7 @@ def derive_variant(data_dir: Path, setting: str, *, seed: int = 0, fold: int = 0
     variants.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=variants))
     try:
+        os.chmod(tmp, DIR_MODE)
         with console.status(f"deriving {final.name}"):
             counts = _produce(spec, data, sources, seed, fold, resolved, tmp)
         files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
