@@ -62,7 +62,8 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p)
 
 
-def add_coco_file(asm: SourceAssembler, doc: CocoJsonFile, *, split: str | None,
+def add_coco_file(asm: SourceAssembler, doc: CocoJsonFile, *,
+                  split: str | Callable[[CocoJsonImage], str | None] | None,
                   locate: Callable[[CocoJsonImage], str],
                   category: CategoryRule = default_category,
                   extra_keys: Sequence[str] = (),
@@ -72,7 +73,8 @@ def add_coco_file(asm: SourceAssembler, doc: CocoJsonFile, *, split: str | None,
     Args:
         asm: the source's assembler.
         doc: a parsed COCO file.
-        split: the official split of every image in this file.
+        split: the official split of every image in this file, or a function giving it per
+            image (AI-TOD's trainval file, split by the official tile lists).
         locate: image record → path relative to the source root.
         category: annotation → (manifest category name, is it an ignore region).
         extra_keys: annotation keys to carry over (e.g. RGBT-Tiny's ``tracking_id``).
@@ -87,7 +89,8 @@ def add_coco_file(asm: SourceAssembler, doc: CocoJsonFile, *, split: str | None,
         if skip_image is not None and skip_image(im):
             continue
         before = asm.num_images
-        key = asm.add_image(locate(im), split=split, location=im.location)
+        image_split = split(im) if callable(split) else split
+        key = asm.add_image(locate(im), split=image_split, location=im.location)
         anns = by_image.get(im.id, [])
         if key is not None and asm.num_images == before:
             # The same file under a second entry would merge two label sets on one image.
