@@ -81,36 +81,45 @@ def binary_mask_boxes(mask: npt.NDArray[np.generic], *, min_area: int = MIN_TARG
     return boxes, small
 
 
-def decode_instance_ids(mask: npt.NDArray[np.generic]) -> npt.NDArray[np.int64]:
+def decode_instance_ids(mask: npt.NDArray[np.generic]) -> npt.NDArray[np.int32]:
     """Instance ids ``R + 256·G`` of an RGB(A) map; a single-channel map holds the ids directly."""
     if mask.ndim == 2:
-        return mask.astype(np.int64)
-    return mask[:, :, 0].astype(np.int64) + 256 * mask[:, :, 1].astype(np.int64)
+        return mask.astype(np.int32)
+    return mask[:, :, 0].astype(np.int32) | (mask[:, :, 1].astype(np.int32) << 8)
 
 
 def encode_instance_ids(ids: npt.NDArray[np.integer]) -> npt.NDArray[np.uint8]:
     """Inverse of :func:`decode_instance_ids`: ``(H, W)`` ids < 65536 → RGB (B = 0)."""
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) > 0xFFFF):
         raise ValueError("instance ids must lie in [0, 65535]")
+    ids16 = ids.astype(np.uint16, copy=False)
     rgb = np.zeros((*ids.shape, 3), dtype=np.uint8)
-    rgb[:, :, 0] = ids % 256
-    rgb[:, :, 1] = ids // 256
+    rgb[:, :, 0] = ids16 & 0xFF
+    rgb[:, :, 1] = ids16 >> 8
     return rgb
 
 
 def instance_boxes(ids: npt.NDArray[np.integer]) -> list[MaskBox]:
-    """One box per non-zero instance id present, in ascending id order."""
-    from scipy import ndimage
+    """One box per non-zero instance id present, in ascending id order.
 
-    ids = np.asarray(ids, dtype=np.int64)
-    if not ids.any():
+    Works on the foreground pixels only (sorted by id, then min/max per run), so its cost
+    follows the objects, not the image size: TYC's maps are 2048² and mostly background.
+    """
+    ids = np.asarray(ids)
+    flat = ids.ravel()
+    where_fg = np.flatnonzero(flat)
+    if where_fg.size == 0:
         return []
-    areas = np.bincount(ids.ravel())
-    out = []
-    for k, sl in enumerate(ndimage.find_objects(ids), start=1):
-        if sl is not None:
-            out.append(MaskBox(_slice_box(sl), int(areas[k]), instance_id=k))
-    return out
+    values = flat[where_fg]
+    order = np.argsort(values, kind="stable")
+    values, where_fg = values[order], where_fg[order]
+    ys, xs = np.divmod(where_fg, ids.shape[1])
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts)
+    y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts)
+    areas = np.diff(np.r_[starts, values.size])
+    return [MaskBox((int(a), int(b), int(c - a + 1), int(d - b + 1)), int(n), instance_id=int(k))
+            for a, b, c, d, n, k in zip(x0, y0, x1, y1, areas, values[starts], strict=True)]
 
 
 def _slice_box(sl: tuple[slice, ...]) -> Box:
@@ -128,9 +137,9 @@ def paint_binary_mask(width: int, height: int, boxes: list[Box], ellipses: list[
 
 
 def paint_instance_ids(width: int, height: int, boxes: list[Box], ids: list[int],
-                       ellipses: list[bool]) -> npt.NDArray[np.int64]:
-    """A ``(H, W)`` id map; objects must not overlap (as in TYC, whose instances never do)."""
-    out = np.zeros((height, width), dtype=np.int64)
+                       ellipses: list[bool]) -> npt.NDArray[np.uint16]:
+    """A ``(H, W)`` id map (ids < 65536); objects must not overlap (TYC's instances never do)."""
+    out = np.zeros((height, width), dtype=np.uint16)
     for (x, y, w, h), k, ellipse in zip(boxes, ids, ellipses, strict=True):
         out[y:y + h, x:x + w][object_mask(w, h, ellipse=ellipse)] = k
     return out
@@ -147,3 +156,12 @@ def place_speck(mask: npt.NDArray[np.uint8], *, value: int = 255) -> tuple[int, 
     y, x = (int(v) for v in np.argwhere(~near)[0])
     mask[y, x] = value
     return x, y
+
+
+def save_label_image(path: Path, pixels: npt.NDArray[np.generic]) -> Path:
+    """Save a mask as PNG with fast (level 1) lossless compression; deterministic per pixels."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, compress_level=1)
+    return path
