@@ -190,7 +190,8 @@ def plan_source(conv: Any, raw: Path, out: Path, options: BuildOptions) -> list[
 
 
 def build(raw: Path, out: Path, *, sources: str | None = None, workers: int = 1,
-          executor: str = "local", options: BuildOptions | None = None) -> BuildReport:
+          executor: str = "local", options: BuildOptions | None = None, stats: bool = True,
+          ) -> BuildReport:
     """Build TinySet from ``raw`` into ``out`` (see the module docstring).
 
     Args:
@@ -200,6 +201,7 @@ def build(raw: Path, out: Path, *, sources: str | None = None, workers: int = 1,
         workers: parallel workers.
         executor: ``"local"`` (process pool) or ``"ray"``.
         options: output-shaping options (defaults: the paper's).
+        stats: also write ``out/stats/`` (Fig. 2).
     """
     from tinyset_builder.progress import console, track
     from tinyset_builder.sources import SOURCES, convert_source, parse_source_names
@@ -218,7 +220,7 @@ def build(raw: Path, out: Path, *, sources: str | None = None, workers: int = 1,
     for name in track(names, "converting sources"):
         conversions.append(convert_source(name, raw, on_error=options.on_error))
     report = build_from_conversions(conversions, raw, out, workers=workers, executor=executor,
-                                    options=options)
+                                    options=options, stats=stats)
     console.print(summary_table(report.record))
     return report
 

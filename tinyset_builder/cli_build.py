@@ -9,9 +9,11 @@ import typer
 
 
 def build_cmd(
-    raw: Annotated[Path, typer.Option("--raw", help="Folder of raw sources (RAW/<source>/).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (an interrupted build "
                                                     "there is resumed).")],
+    raw: Annotated[Path | None, typer.Option(
+        "--raw", help="Folder of raw sources (RAW/<source>/); required unless --verify.")
+    ] = None,
     sources: Annotated[str | None, typer.Option(
         "--sources", help="Comma-separated source names (default: every source present).")
     ] = None,
@@ -32,6 +34,8 @@ def build_cmd(
         help="Drop an output whose large objects cover more than this share.")] = 0.4,
     max_pixels: Annotated[int | None, typer.Option(
         help="Skip images with more pixels than this.")] = None,
+    stats: Annotated[bool, typer.Option(help="Write OUT/stats/ (Fig. 2) after building.")
+                     ] = True,
     verify: Annotated[bool, typer.Option(
         "--verify", help="Only re-check the accounting and files of an existing build in OUT.")
     ] = False,
@@ -51,6 +55,8 @@ def build_cmd(
                       f"{t['annotation_records_out']:,} annotations; every input annotation "
                       f"accounted for)")
         return
+    if raw is None:
+        raise TinysetError("--raw is required to build (only --verify works without it)")
     if on_error not in ("raise", "skip"):
         raise TinysetError(f"--on-error must be raise or skip, got {on_error!r}")
     options = BuildOptions(
@@ -59,7 +65,7 @@ def build_cmd(
         large_filter=LargeObjectFilter(large_area=large_area, max_fraction=max_large_fraction),
         max_pixels=max_pixels or MAX_PIXELS, on_error=on_error)  # type: ignore[arg-type]
     report = build(raw, out, sources=sources, workers=workers, executor=executor,
-                   options=options)
+                   options=options, stats=stats)
     t = report.record["totals"]
     if report.reused_tasks:
         console.print(f"resumed: {report.reused_tasks} finished image(s) reused, "

@@ -1,0 +1,119 @@
+"""Crop-or-pad geometry: window grid, snapping, clipping, ignore conversion, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyset_builder.errors import TinysetError
+from tinyset_builder.tiling import (TilingOptions, axis_starts, boxes_in_window, clip_to_window,
+                                    crop_or_pad, window_grid)
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    pytest.param(700, [0], id="short-side-one-window"),
+    pytest.param(1024, [0], id="exactly-one-tile"),
+    pytest.param(1025, [0, 1], id="one-pixel-over-snaps"),
+    pytest.param(1848, [0, 824], id="stride-lands-on-border"),
+    pytest.param(1920, [0, 824, 896], id="last-snapped-to-border"),
+    pytest.param(3000, [0, 824, 1648, 1976], id="long-side"),
+])
+def test_axis_starts(size: int, expected: list[int]) -> None:
+    assert axis_starts(size, 1024, 200) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 20000), tile=st.integers(16, 2048), frac=st.floats(0, 0.9))
+def test_axis_windows_cover_the_side_with_the_overlap(size: int, tile: int, frac: float) -> None:
+    overlap = int(tile * frac)
+    starts = axis_starts(size, tile, overlap)
+    ends = [min(s + tile, size) for s in starts]
+    assert starts[0] == 0 and ends[-1] == size          # covers both borders
+    assert all(0 <= s and s + min(tile, size) <= size for s in starts)  # never past the image
+    assert starts == sorted(set(starts))                 # strictly increasing, no repeats
+    for prev_end, nxt in zip(ends, starts[1:]):
+        assert prev_end - nxt >= overlap                 # neighbours share at least the overlap
+
+
+def test_window_grid_is_row_major_and_pads_short_axes() -> None:
+    assert window_grid(1920, 800) == [(0, 0, 1024, 800), (824, 0, 1848, 800),
+                                      (896, 0, 1920, 800)]
+    assert window_grid(500, 300) == [(0, 0, 500, 300)]
+    grid = window_grid(2000, 2000)
+    assert grid[:2] == [(0, 0, 1024, 1024), (824, 0, 1848, 1024)]
+    assert grid[-1] == (976, 976, 2000, 2000)
+
+
+def test_clip_to_window_moves_boxes_and_reports_visible_fraction() -> None:
+    boxes = np.array([[10, 10, 20, 30],       # inside
+                      [1014, 0, 1034, 10],     # half outside on the right
+                      [2000, 0, 2010, 10]],    # outside
+                     dtype=np.float64)
+    clipped, visible = clip_to_window(boxes, (0, 0, 1024, 1024))
+    np.testing.assert_allclose(visible, [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(clipped[1], [1014, 0, 1024, 10])
+    clipped, _ = clip_to_window(boxes, (824, 0, 1848, 1024))
+    np.testing.assert_allclose(clipped[1], [190, 0, 210, 10])   # shifted by the window origin
+
+
+def test_boxes_in_window_keeps_clips_and_makes_ignore_at_the_threshold() -> None:
+    window = (0, 0, 100, 100)
+    boxes = np.array([[10, 10, 20, 20],        # whole label
+                      [90, 0, 110, 10],        # exactly half visible -> still a label
+                      [95, 0, 115, 10],        # a quarter visible -> ignore
+                      [80, 80, 140, 140],      # source ignore region, cut -> stays ignore
+                      [200, 200, 210, 210]],   # elsewhere
+                     dtype=np.float64)
+    crowd = np.array([0, 0, 0, 1, 0])
+    tb = boxes_in_window(boxes, crowd, window, min_visible=0.5)
+    assert tb.index.tolist() == [0, 1, 2, 3]
+    assert tb.iscrowd.tolist() == [0, 0, 1, 1]
+    assert tb.whole.tolist() == [True, False, False, False]
+    assert tb.made_ignore.tolist() == [False, False, True, False]
+    np.testing.assert_allclose(tb.xyxy[2], [95, 0, 100, 10])
+
+
+def test_a_box_touching_the_window_edge_is_not_inside() -> None:
+    tb = boxes_in_window(np.array([[100.0, 0, 110, 10]]), np.array([0]), (0, 0, 100, 100), 0.5)
+    assert len(tb.index) == 0
+
+
+def test_crop_or_pad_pads_right_and_bottom_and_keeps_pixels() -> None:
+    img = np.arange(300 * 200 * 3, dtype=np.uint64).reshape(200, 300, 3).astype(np.uint8)
+    out = crop_or_pad(img, (0, 0, 300, 200), tile=512, pad_value=7)
+    assert out.shape == (512, 512, 3)
+    np.testing.assert_array_equal(out[:200, :300], img)
+    assert (out[200:] == 7).all() and (out[:, 300:] == 7).all()
+    full = crop_or_pad(np.zeros((2048, 2048, 3), np.uint8), (1024, 0, 2048, 1024), tile=1024)
+    assert full.shape == (1024, 1024, 3)
+
+
+@pytest.mark.parametrize("kwargs", [dict(tile=0), dict(overlap=1024), dict(min_visible=0.0),
+                                    dict(pad_value=300)])
+def test_tiling_options_reject_nonsense(kwargs: dict) -> None:
+    with pytest.raises(TinysetError):
+        TilingOptions(**kwargs)
+
+
+@settings(max_examples=100, deadline=None)
+@given(w=st.integers(50, 3000), h=st.integers(50, 3000), data=st.data())
+def test_every_box_is_represented_in_some_window(w: int, h: int, data: st.DataObject) -> None:
+    """Each box inside the image is whole in some window, or clipped in one (never lost)."""
+    n = data.draw(st.integers(1, 20))
+    xs = data.draw(st.lists(st.floats(0, w - 1), min_size=n, max_size=n))
+    ys = data.draw(st.lists(st.floats(0, h - 1), min_size=n, max_size=n))
+    boxes = np.array([[x, y, min(x + 1 + (i * 37) % 150, w), min(y + 1 + (i * 53) % 150, h)]
+                      for i, (x, y) in enumerate(zip(xs, ys))])
+    seen = np.zeros(n, dtype=bool)
+    whole = np.zeros(n, dtype=bool)
+    for win in window_grid(w, h, 1024, 200):
+        tb = boxes_in_window(boxes, np.zeros(n, dtype=np.int64), win, 0.5)
+        seen[tb.index] = True
+        whole[tb.index[tb.whole]] = True
+        assert (tb.xyxy[:, :2] >= 0).all() and (tb.xyxy[:, 2:] <= 1024).all()
+    assert seen.all()
+    # a box no larger than the overlap always fits whole in some window
+    small = (boxes[:, 2] - boxes[:, 0] <= 200) & (boxes[:, 3] - boxes[:, 1] <= 200)
+    assert whole[small].all()
