@@ -36,20 +36,20 @@ from tinyset_builder.sources.yolo_common import add_yolo_pairs, write_yolo_image
 SPLIT_LISTS = {"train_files.txt": "train", "val_files.txt": "val"}
 
 
-def read_split_lists(root: Path, policy: ErrorPolicy) -> dict[str, str]:
-    """Image file name -> official split, from the lists present under ``root``."""
-    split_of: dict[str, str] = {}
+def read_split_lists(root: Path, policy: ErrorPolicy) -> dict[str, tuple[str, str]]:
+    """Image file name -> ``(official split, where it is listed)``, from the lists present."""
+    split_of: dict[str, tuple[str, str]] = {}
     for list_name, split in SPLIT_LISTS.items():
         path = root / list_name
         if not path.is_file():
             continue
         for lineno, text in read_lines(path, policy):
             name = PurePosixPath(text.replace("\\", "/")).name
-            if split_of.get(name, split) != split:
+            if name in split_of and split_of[name][0] != split:
                 policy.fail(where(path, lineno), f"{name} is listed in both "
                                                  f"{' and '.join(SPLIT_LISTS)}")
                 continue
-            split_of[name] = split
+            split_of[name] = (split, where(path, lineno))
     return split_of
 
 
@@ -63,8 +63,9 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
                                            "files beside images/)")
     present = {image.name for image, _ in pairs}
     for name in sorted(set(split_of) - present):
-        policy.fail(str(root), f"{name} is in a split list but not in images/")
-    add_yolo_pairs(asm, pairs, lambda image: split_of.get(image.name), info.categories)
+        policy.fail(split_of[name][1], f"listed image {name} not found in {root / 'images'}")
+    add_yolo_pairs(asm, pairs, lambda image: split_of.get(image.name, (None, ""))[0],
+                   info.categories)
     return asm.finish()
 
 
