@@ -82,7 +82,7 @@ def synthesize(root: Path, seed: int) -> SynthSummary:
         save_image(base / "JPEGImages" / f"{stem}.jpg", pixels)
         objects = [VocObject(CLASS_NAMES[label], (x, y, x + w, y + h), difficult=k < 2)
                    for k, ((x, y, w, h), label) in enumerate(zip(boxes, labels, strict=True))]
-        objects[2] = VocObject(f"{int(objects[2].name):02d}", objects[2].xyxy)  # zero-padded
+        objects[2] = VocObject(f"{int(objects[2].name):03d}", objects[2].xyxy)  # zero-padded
         xml = base / "Annotations" / f"{stem}.xml"
         xml.parent.mkdir(parents=True, exist_ok=True)
         xml.write_text(format_voc_xml(stem, 800, 600, objects, folder="1pps1", declaration=True,

@@ -27,6 +27,7 @@ Quirks (all following the official ``TYCDataset`` loader):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +119,9 @@ def _read_classes(path: Path, boxes: list[MaskBox], policy: ErrorPolicy) -> list
     """The category of each instance (ascending id), or None after reporting a bad file."""
     try:
         data = read_json(path)
-    except TinysetError as e:
-        policy.fail(str(path), str(e).removeprefix(f"{path}: "))
+    except TinysetError as e:  # "<path>[:<line>]: <reason>"; keep the line, drop the repeat
+        m = re.match(rf"{re.escape(str(path))}(?::(\d+))?: (.*)", str(e))
+        policy.fail(where(path, m[1]) if m else str(path), m[2] if m else str(e))
         return None
     entries = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(entries, list):
