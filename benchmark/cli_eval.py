@@ -1,9 +1,78 @@
-"""Commands of this stage; they import their stage inside the command body."""
+"""``tinyset eval``: the TinySet evaluation protocol on COCO GT and detection files.
+
+The command imports the evaluator inside its body, and the evaluator never imports torch.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to ``app`` (none yet)."""
+    """Add ``eval`` to ``app``."""
+
+    @app.command("eval")
+    def eval_cmd(
+        gt: Annotated[Path, typer.Option("--gt", help="COCO ground-truth JSON.")],
+        dt: Annotated[Path, typer.Option("--dt", help="COCO results JSON (list of detections).")],
+        json_out: Annotated[Path | None, typer.Option(
+            "--json", help="Write the metrics (DESIGN.md keys, params, backend) here.")] = None,
+        by: Annotated[list[str] | None, typer.Option(
+            "--by", help="Also break down by this image field: source or domain "
+                         "(repeatable).")] = None,
+        prompts: Annotated[Path | None, typer.Option(
+            "--prompts", help="P2SOD prompt file: evaluate only its (image, category) units.")
+        ] = None,
+        backend: Annotated[str, typer.Option(
+            "--backend", help="native (default), pycocotools or faster-coco-eval.")] = "native",
+        size_iou: Annotated[str, typer.Option(
+            "--size-iou", help="IoU of APvt/APt/APs/APm: 0.5, or 0.5:0.95 (AI-TOD).")] = "0.5",
+        max_dets: Annotated[str, typer.Option(
+            "--max-dets", help="Detection caps per image; headline numbers use the largest.")
+        ] = "100,1500,3000",
+        per_category: Annotated[bool, typer.Option(
+            "--per-category", help="Average over categories instead of pooling them.")
+        ] = False,
+        nwd: Annotated[float | None, typer.Option(
+            "--nwd", help="Also report AP with NWD matching, with this constant C in px "
+                          "(12.8 = AI-TOD's mean object size).")] = None,
+        dump_arrays: Annotated[Path | None, typer.Option(
+            "--dump-precision", hidden=True, help="Save the precision array (.npy).")] = None,
+    ) -> None:
+        """Evaluate detections: AP25 AP50 AP75 APvt APt APs APm AP (paper's column order)."""
+        from rich.table import Table
+
+        from benchmark.evaluate.api import evaluate_full
+        from benchmark.evaluate.summary import TABLE_KEYS, as_row
+        from tinyset_builder.io import write_json
+        from tinyset_builder.progress import console
+
+        with console.status("evaluating"):
+            res, arrays = evaluate_full(gt, dt, prompts=prompts, backend=backend, by=by or None,
+                                        size_iou=size_iou, max_dets=max_dets,
+                                        class_agnostic=not per_category, nwd=nwd)
+        if dump_arrays is not None:
+            import numpy as np
+
+            np.save(dump_arrays, arrays.precision)
+        p = res["params"]
+        size = "0.50:0.95" if len(p["size_iou"]) > 1 else f"{p['size_iou'][0]:g}"
+        table = Table(title=f"{gt.name} · {dt.name} · maxDets {max(p['maxDets'])} · "
+                            f"size APs at IoU {size} · {backend}")
+        table.add_column("")
+        for key in TABLE_KEYS:
+            table.add_column(key, justify="right")
+        table.add_row("all", *as_row(res))
+        if "NWD" in res:
+            table.add_row(f"NWD (C={res['NWD']['C']:g})", *as_row(res["NWD"]))
+        for field in by or []:
+            for name, metrics in res[f"by_{field}"].items():
+                table.add_row(f"{field}={name}", *as_row(metrics))
+        from rich.console import Console
+
+        Console().print(table)
+        if json_out is not None:
+            write_json(json_out, res, indent=1)

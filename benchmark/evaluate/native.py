@@ -1,0 +1,236 @@
+"""The native backend: pycocotools' COCOeval arrays from the compiled core, per unit in parallel.
+
+Order matters for bit-identity, and it is pycocotools' order throughout:
+* GTs of a unit are taken category by category (sorted ids), file order within a category;
+* detections of a unit likewise, then stably sorted by descending score and cut to the largest
+  maxDets; smaller maxDets are prefixes of that list;
+* units are accumulated in image-id order, with one stable (merge) sort of all their scores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmark.evaluate.inputs import Detections, GroundTruth, Units
+from benchmark.evaluate.params import NWD_CONSTANT, EvalParams
+
+
+@dataclass
+class EvalArrays:
+    """COCOeval's ``eval`` arrays: precision/scores ``(T, R, K, A, M)``, recall ``(T, K, A, M)``."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+    scores: np.ndarray
+
+
+def n_threads() -> int:
+    """Worker threads: ``TINYSET_EVAL_THREADS`` or the CPUs this process may use."""
+    env = os.environ.get("TINYSET_EVAL_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else (os.cpu_count() or 1))
+
+
+def _in_threads(fn: Callable[[int, int], None], bounds: list[int]) -> None:
+    """Run ``fn(lo, hi)`` over consecutive ``bounds`` ranges in threads (the core drops the GIL)."""
+    ranges = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    workers = min(n_threads(), len(ranges))
+    if workers <= 1:
+        for lo, hi in ranges:
+            fn(lo, hi)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for f in [pool.submit(fn, lo, hi) for lo, hi in ranges]:
+            f.result()
+
+
+def _balanced(weights: np.ndarray, parts: int) -> list[int]:
+    """Split ``range(len(weights))`` into about ``parts`` consecutive ranges of similar weight."""
+    n = len(weights)
+    if n == 0:
+        return [0]
+    cum = np.cumsum(weights, dtype=np.float64)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, parts) / parts, side="right")
+    return sorted({0, n, *np.clip(cuts, 0, n).tolist()})
+
+
+@dataclass
+class _Prepared:
+    """Rows of GT and detections sorted into cells (units, or category x unit), CSR offsets."""
+
+    n_k: int
+    cell_k: np.ndarray
+    g_rows: np.ndarray   # original GT row of each sorted GT
+    g_off: np.ndarray
+    d_rows: np.ndarray   # original detection row of each sorted, truncated detection
+    d_off: np.ndarray
+    d_rank: np.ndarray   # position of each detection within its cell (score order)
+
+
+def _prepare(gt: GroundTruth, dt: Detections, units: Units, class_agnostic: bool,
+             max_det: int | None) -> _Prepared:
+    n_units = len(units.unit_img)
+    n_k = 1 if class_agnostic else max(len(gt.cat_ids), 1)
+    g_sel = np.flatnonzero(units.gt_unit >= 0)
+    d_sel = np.flatnonzero(units.dt_unit >= 0)
+    if class_agnostic:
+        g_key, d_key = units.gt_unit[g_sel], units.dt_unit[d_sel]
+    else:
+        g_key = gt.cat[g_sel] * n_units + units.gt_unit[g_sel]
+        d_key = dt.cat[d_sel] * n_units + units.dt_unit[d_sel]
+    cells = np.union1d(g_key, d_key)
+    g_cell = np.searchsorted(cells, g_key)
+    d_cell = np.searchsorted(cells, d_key)
+    # lexsort is stable: ties keep file order, the last tie-break pycocotools has.
+    g_ord = np.lexsort((gt.cat[g_sel], g_cell))
+    d_ord = np.lexsort((dt.cat[d_sel], -dt.score[d_sel], d_cell))
+    g_rows, d_rows = g_sel[g_ord], d_sel[d_ord]
+    g_cell, d_cell = g_cell[g_ord], d_cell[d_ord]
+    n_cells = len(cells)
+    g_off = np.searchsorted(g_cell, np.arange(n_cells + 1)).astype(np.int64)
+    d_off = np.searchsorted(d_cell, np.arange(n_cells + 1)).astype(np.int64)
+    d_rank = np.arange(len(d_rows)) - d_off[d_cell] if len(d_rows) else np.zeros(0, np.int64)
+    if max_det is not None and len(d_rows):
+        keep = d_rank < max_det
+        d_rows, d_cell, d_rank = d_rows[keep], d_cell[keep], d_rank[keep]
+        d_off = np.searchsorted(d_cell, np.arange(n_cells + 1)).astype(np.int64)
+    cell_k = cells // n_units if not class_agnostic else np.zeros(n_cells, np.int64)
+    return _Prepared(n_k, cell_k.astype(np.int64), g_rows, g_off, d_rows, d_off,
+                     d_rank.astype(np.int64))
+
+
+def _match(gt: GroundTruth, dt: Detections, prep: _Prepared, thrs: np.ndarray,
+           arng: np.ndarray, criterion: str, nwd_c: float, links: bool):
+    from benchmark.evaluate import core
+
+    n_cells = len(prep.cell_k)
+    g, d = prep.g_rows, prep.d_rows
+    gbox = np.ascontiguousarray(gt.box[g])
+    dbox = np.ascontiguousarray(dt.box[d])
+    flags = np.empty((len(arng), len(thrs), len(d)), np.uint8)
+    npig = np.zeros((len(arng), n_cells), np.int64)
+    dt_link = np.full(len(d) if links else 0, -1, np.int64)
+    gt_link = np.full(len(g) if links else 0, -1, np.int64)
+    if criterion == "nwd":
+        crit, t_min = core.CRIT_NWD, float(np.min(thrs))
+        if t_min <= 0:
+            raise ValueError("NWD thresholds must be > 0")
+        margin, keep_min = -nwd_c * np.log(t_min) + 1.0, t_min
+    else:
+        crit, margin, keep_min = core.CRIT_IOU, 0.0, 0.0
+    garea = np.ascontiguousarray(gt.area[g])
+    gcrowd = np.ascontiguousarray(gt.crowd[g])
+    gid_ok = np.ascontiguousarray(gt.ann_id[g] != 0)
+    darea = np.ascontiguousarray(dt.area[d])
+
+    def work(u0: int, u1: int) -> None:
+        core.match_units(u0, u1, prep.g_off, gbox, garea, gcrowd, gid_ok, prep.d_off, dbox,
+                         darea, thrs, arng, crit, float(nwd_c), float(margin), float(keep_min),
+                         flags, npig, links, dt_link, gt_link)
+
+    # Work per unit grows with its detections times its GTs' density; balance on d + g.
+    weight = np.diff(prep.g_off) + np.diff(prep.d_off) + 1
+    _in_threads(work, _balanced(weight, 8 * n_threads()))
+    return flags, npig, dt_link, gt_link
+
+
+def run_native(gt: GroundTruth, dt: Detections, units: Units, params: EvalParams, *,
+               criterion: str = "iou", nwd_c: float = NWD_CONSTANT) -> EvalArrays:
+    """COCOeval ``precision``/``recall``/``scores`` for ``units`` under ``params``."""
+    from benchmark.evaluate import core
+
+    thrs = np.asarray(params.iou_thrs, np.float64)
+    rec = np.asarray(params.rec_thrs, np.float64)
+    arng = np.asarray([[lo, hi] for _, lo, hi in params.area_ranges], np.float64)
+    max_dets = sorted(params.max_dets)
+    prep = _prepare(gt, dt, units, params.class_agnostic, max_dets[-1])
+    flags, npig, _, _ = _match(gt, dt, prep, thrs, arng, criterion, nwd_c, links=False)
+    n_t, n_r, n_k, n_a, n_m = len(thrs), len(rec), prep.n_k, len(arng), len(max_dets)
+    precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
+    recall = -np.ones((n_t, n_k, n_a, n_m))
+    scores = -np.ones((n_t, n_r, n_k, n_a, n_m))
+    score = dt.score[prep.d_rows]
+    c_bounds = np.searchsorted(prep.cell_k, np.arange(n_k + 1))
+    for k in range(n_k):
+        c0, c1 = c_bounds[k], c_bounds[k + 1]
+        if c0 == c1:
+            continue
+        r0, r1 = prep.d_off[c0], prep.d_off[c1]
+        order = np.argsort(-score[r0:r1], kind="mergesort") + r0
+        npig_k = npig[:, c0:c1].sum(axis=1)
+        for m, max_det in enumerate(max_dets):
+            sel = order[prep.d_rank[order] < max_det] if max_det < max_dets[-1] else order
+            s_sel = score[sel]
+            p_v, r_v, s_v = precision[:, :, k, :, m], recall[:, k, :, m], scores[:, :, k, :, m]
+
+            def work(j0: int, j1: int, sel=sel, s_sel=s_sel, npig_k=npig_k, p_v=p_v, r_v=r_v,
+                     s_v=s_v) -> None:
+                core.accumulate_pr(j0, j1, flags, sel, s_sel, npig_k, rec, p_v, r_v, s_v)
+
+            n_jobs = n_a * n_t
+            _in_threads(work, np.linspace(0, n_jobs, min(n_jobs, n_threads()) + 1)
+                        .astype(int).tolist())
+    return EvalArrays(precision, recall, scores)
+
+
+@dataclass(frozen=True)
+class ImageMatches:
+    """Matching outcome of one image at one IoU threshold (for tagging objects in a browser).
+
+    Lists follow the order of the inputs: ``dt_*`` the image's detections in the order they
+    appear in the detection list, ``gt_*`` the image's GT annotations in file order.
+
+    Attributes:
+        dt_index: position of each detection in the full detection list.
+        dt_outcome: ``"tp"``, ``"fp"``, ``"ignored"`` (matched to a crowd region, or beyond the
+            maxDets cap ``"unevaluated"``).
+        dt_gt_id: the GT annotation id each detection matched, or None.
+        gt_id: GT annotation ids.
+        gt_matched: whether each GT was matched (for a crowd region: by at least one detection).
+    """
+
+    dt_index: list[int]
+    dt_outcome: list[str]
+    dt_gt_id: list[int | None]
+    gt_id: list[int]
+    gt_matched: list[bool]
+
+
+def match_native(gt: GroundTruth, dt: Detections, units: Units, *, iou: float,
+                 class_agnostic: bool, max_det: int | None) -> dict[int, ImageMatches]:
+    """Per-image TP/FP flags and matched GTs at one IoU, area range ``all``."""
+    from benchmark.evaluate import core
+
+    prep = _prepare(gt, dt, units, class_agnostic, max_det)
+    flags, _, dt_link, gt_link = _match(gt, dt, prep, np.asarray([iou], np.float64),
+                                        np.asarray([[0.0, 1e10]]), "iou", NWD_CONSTANT,
+                                        links=True)
+    names = {core.TP: "tp", core.FP: "fp", core.IGNORED: "ignored"}
+    dt_out = np.full(len(dt), "unevaluated", dtype=object)
+    dt_out[prep.d_rows] = [names[int(f)] for f in flags[0, 0]]
+    dt_gt = np.full(len(dt), -1, np.int64)
+    dt_gt[prep.d_rows] = np.where(dt_link >= 0, prep.g_rows[np.maximum(dt_link, 0)], -1)
+    gt_m = np.zeros(len(gt), bool)
+    gt_m[prep.g_rows] = gt_link >= 0
+    out: dict[int, ImageMatches] = {}
+    g_by_img = np.argsort(gt.img, kind="stable")
+    d_by_img = np.argsort(dt.img, kind="stable")
+    g_b = np.searchsorted(gt.img[g_by_img], np.arange(len(gt.image_ids) + 1))
+    d_b = np.searchsorted(dt.img[d_by_img], np.arange(len(gt.image_ids) + 1))
+    for i in np.unique(units.unit_img):
+        gi = g_by_img[g_b[i]:g_b[i + 1]]
+        di = d_by_img[d_b[i]:d_b[i + 1]]
+        di = di[units.dt_unit[di] >= 0]
+        gi = gi[units.gt_unit[gi] >= 0]
+        out[int(gt.image_ids[i])] = ImageMatches(
+            dt_index=di.tolist(), dt_outcome=dt_out[di].tolist(),
+            dt_gt_id=[int(gt.ann_id[j]) if j >= 0 else None for j in dt_gt[di]],
+            gt_id=gt.ann_id[gi].tolist(), gt_matched=gt_m[gi].tolist())
+    return out

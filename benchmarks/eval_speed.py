@@ -1,0 +1,187 @@
+"""Evaluator speed and memory: the native backend against its peers, in the same run.
+
+Each evaluator runs as its own process on the same GT/DT JSON files, from JSON loading to the
+final summary, with the TinySet protocol (class-agnostic, IoU thresholds 0.25 + 0.50:0.95, five
+area ranges, maxDets 100/1500/3000). We record wall time and peak RSS (``wait4`` rusage of the
+child), and check that every peer's precision array equals the native one bit for bit.
+
+Sizes (issue 9): ``small`` = 20 images x 1,500 GT x 2,000 detections; ``large`` = 200 images x
+3,000 GT x 3,000 detections. pycocotools runs only at the small size (hours at the large one).
+
+    nice -n 10 .venv/bin/python benchmarks/eval_speed.py
+    nice -n 10 .venv/bin/python benchmarks/eval_speed.py --sizes large --only native,ultrafast,hotcoco
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = {"small": (20, 1500, 2000), "large": (200, 3000, 3000)}
+PEERS = ("native", "ultrafast", "hotcoco", "faster-coco-eval", "pycocotools")
+SLOW_AT_LARGE = {"pycocotools"}
+ROOT = Path(__file__).resolve().parents[1]
+
+# Shared by every peer script: the TinySet parameters on a pycocotools-style Params object.
+_PARAMS = """
+import numpy as np
+def tinyset_params(p, hot=False):
+    thr = [0.25] + np.linspace(0.5, 0.95, 10).tolist()
+    p.iouThrs = thr if hot else np.array(thr)
+    p.maxDets = [100, 1500, 3000]
+    p.areaRng = [[0, 1e10], [0, 64], [64, 256], [256, 1024], [1024, 1e10]]
+    p.areaRngLbl = ['all', 'verytiny', 'tiny', 'small', 'medium']
+    p.useCats = 0
+    return p
+"""
+
+_COCOEVAL_SCRIPT = _PARAMS + """
+import sys
+from {module} import COCO, COCOeval
+gt = COCO(sys.argv[1])
+dt = gt.loadRes(sys.argv[2])
+ev = COCOeval(gt, dt, 'bbox')
+tinyset_params(ev.params)
+ev.evaluate(); ev.accumulate()
+np.save(sys.argv[3], np.asarray(ev.eval['precision']))
+"""
+
+_FASTER_SCRIPT = _PARAMS + """
+import sys
+from faster_coco_eval import COCO, COCOeval_faster
+gt = COCO(sys.argv[1])
+dt = gt.loadRes(sys.argv[2])
+ev = COCOeval_faster(gt, dt, 'bbox', print_function=lambda *a, **k: None)
+tinyset_params(ev.params)
+ev.evaluate(); ev.accumulate()
+np.save(sys.argv[3], np.asarray(ev.eval['precision']))
+"""
+
+_HOTCOCO_SCRIPT = _PARAMS + """
+import sys
+from hotcoco import COCO, COCOeval
+gt = COCO(sys.argv[1])
+dt = gt.loadRes(sys.argv[2])
+ev = COCOeval(gt, dt, 'bbox')
+p = ev.params
+tinyset_params(p, hot=True)
+ev.params = p
+ev.evaluate(); ev.accumulate()
+np.save(sys.argv[3], np.asarray(ev.eval['precision']))
+"""
+
+
+def make_case(out: Path, n_images: int, n_gt: int, n_dt: int, seed: int = 0) -> tuple[Path, Path]:
+    """Write a dense tiny-object GT/DT pair: jittered GT copies plus random false positives."""
+    rng = np.random.default_rng(seed)
+    images, anns, dets = [], [], []
+    ann_id = 1
+    for img in range(1, n_images + 1):
+        images.append({"id": img, "file_name": f"{img:06d}.png", "width": 1024, "height": 1024})
+        wh = rng.uniform(3, 28, size=(n_gt, 2)).round(1)
+        xy = rng.uniform(0, 1024 - wh)
+        xy = xy.round(1)
+        cats = rng.integers(1, 4, size=n_gt)
+        for (x, y), (w, h), c in zip(xy.tolist(), wh.tolist(), cats.tolist(), strict=True):
+            anns.append({"id": ann_id, "image_id": img, "category_id": c, "bbox": [x, y, w, h],
+                         "area": w * h, "iscrowd": 0})
+            ann_id += 1
+        n_tp = min(n_dt, int(0.8 * n_gt))
+        pick = rng.choice(n_gt, size=n_tp, replace=False)
+        jit = rng.normal(0, 1.5, size=(n_tp, 4))
+        tp = np.concatenate([xy[pick], wh[pick]], axis=1) + jit
+        fw = rng.uniform(3, 28, size=(n_dt - n_tp, 2))
+        fp = np.concatenate([rng.uniform(0, 1024 - fw), fw], axis=1)
+        boxes = np.concatenate([tp, fp])
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], 1.0)
+        boxes = boxes.round(2)
+        scores = np.concatenate([rng.uniform(0.3, 1, n_tp), rng.uniform(0, 0.7, n_dt - n_tp)])
+        scores = scores.round(3)  # ties, as real detectors produce
+        dcats = np.concatenate([cats[pick], rng.integers(1, 4, n_dt - n_tp)])
+        for b, s, c in zip(boxes.tolist(), scores.tolist(), dcats.tolist(), strict=True):
+            dets.append({"image_id": img, "category_id": c, "bbox": b, "score": s})
+    gt = {"images": images, "annotations": anns,
+          "categories": [{"id": c, "name": f"synth/c{c}"} for c in (1, 2, 3)]}
+    gt_path, dt_path = out / "gt.json", out / "dt.json"
+    gt_path.write_text(json.dumps(gt))
+    dt_path.write_text(json.dumps(dets))
+    return gt_path, dt_path
+
+
+def _command(peer: str, gt: Path, dt: Path, out: Path) -> list[str]:
+    py = sys.executable
+    if peer == "native":
+        return [py, "-m", "tinyset_builder.cli", "eval", "--gt", str(gt), "--dt", str(dt),
+                "--json", str(out.with_suffix(".json")), "--dump-precision", str(out)]
+    script = {"ultrafast": _COCOEVAL_SCRIPT.format(module="ultrafast_pycocotools"),
+              "pycocotools": _COCOEVAL_SCRIPT.format(module="pycocotools.coco")
+              .replace("from pycocotools.coco import COCO, COCOeval",
+                       "from pycocotools.coco import COCO\nfrom pycocotools.cocoeval import COCOeval"),
+              "hotcoco": _HOTCOCO_SCRIPT, "faster-coco-eval": _FASTER_SCRIPT}[peer]
+    return [py, "-c", script, str(gt), str(dt), str(out)]
+
+
+def run_peer(peer: str, gt: Path, dt: Path, work: Path) -> dict:
+    """Run one evaluator as a child process; return wall seconds, peak RSS MB and its array."""
+    out = work / f"{peer}.npy"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(_command(peer, gt, dt, out), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        return {"peer": peer, "error": err.strip().splitlines()[-1:] or ["failed"]}
+    return {"peer": peer, "seconds": round(wall, 2), "peak_mb": round(usage.ru_maxrss / 1024),
+            "precision": np.load(out)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate the cases, run the chosen peers, print a table and write optional JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="small,large", help="comma list of: small, large")
+    ap.add_argument("--only", default=",".join(PEERS), help=f"comma list of: {', '.join(PEERS)}")
+    ap.add_argument("--pycocotools-large", action="store_true",
+                    help="also run pycocotools at the large size (hours)")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args(argv)
+    peers = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = set(peers) - set(PEERS)
+    if unknown:
+        ap.error(f"unknown peers: {sorted(unknown)}")
+    results = []
+    for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+        n_img, n_gt, n_dt = SIZES[size]
+        with tempfile.TemporaryDirectory(prefix="tinyset-evalspeed-") as tmp:
+            work = Path(tmp)
+            gt, dt = make_case(work, n_img, n_gt, n_dt)
+            ref = None
+            for peer in peers:
+                if size == "large" and peer in SLOW_AT_LARGE and not args.pycocotools_large:
+                    continue
+                r = run_peer(peer, gt, dt, work)
+                if "precision" in r:
+                    arr = r.pop("precision")
+                    if ref is None:
+                        ref = arr
+                    r["identical_to_first"] = bool(np.array_equal(arr, ref))
+                r["size"] = f"{n_img}x{n_gt}x{n_dt}"
+                results.append(r)
+                print(json.dumps(r), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
