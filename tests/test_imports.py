@@ -11,6 +11,8 @@ LIGHT_MODULES = [
     "tinyset_builder",
     "tinyset_builder.cli",
     "tinyset_builder.sources",
+    "tinyset_builder.build",
+    "tinyset_builder.stats",
     "benchmark.protocols",
 ]
 

@@ -74,7 +74,9 @@ def make_source(raw: Path, name: str, images: Sequence[tuple[str, int, int, str 
     return Conversion(info=info, dataset=ds, skipped={}, examples={}, counts={})
 
 
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` except the resumable work folder, by relative path."""
+def tree_bytes(root: Path, *, stats: bool = True) -> dict[str, bytes]:
+    """Every file under ``root`` except the resumable work folder (and ``stats/`` unless
+    ``stats``), by relative path."""
+    skip = {".work"} if stats else {".work", "stats"}
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".work" not in p.relative_to(root).parts}
+            if p.is_file() and not skip & set(p.relative_to(root).parts)}

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _build_fixtures import make_info, make_source, pixels, save
 
 from tinyset_builder.build import BuildOptions, build, build_from_conversions, verify_build
-from tinyset_builder.coco import CocoDataset
+from tinyset_builder.coco import CocoDataset, CocoImage
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.imageio import read_image
 from tinyset_builder.splits import find_leaks, hash_split
-
-from _build_fixtures import make_info, make_source, pixels, save
 
 
 def _load(out: Path, split: str) -> dict:
@@ -178,8 +177,7 @@ def test_no_split_leakage_and_hash_splits(tmp_path: Path) -> None:
     build_from_conversions([conv], raw, out, stats=False)
     imgs = _all_images(out)
     assert len(imgs) == 6 * 6                      # 3 × 2 windows per image, none empty
-    assert find_leaks([__import__("tinyset_builder.coco", fromlist=["CocoImage"])
-                       .CocoImage.from_dict(i) for i in imgs]) == {}
+    assert find_leaks([CocoImage.from_dict(i) for i in imgs]) == {}
     for i in imgs:
         assert i["split"] == hash_split("srcn", i["original_file"])
     assert len({i["split"] for i in imgs}) >= 2    # the hash does spread images over splits

@@ -6,8 +6,14 @@ import pytest
 
 from tinyset_builder.coco import CocoImage
 from tinyset_builder.errors import TinysetError
-from tinyset_builder.splits import (DEFAULT_RATIOS, assign_split, check_ratios, find_leaks,
-                                    hash_split, hash_unit)
+from tinyset_builder.splits import (
+    DEFAULT_RATIOS,
+    assign_split,
+    check_ratios,
+    find_leaks,
+    hash_split,
+    hash_unit,
+)
 
 
 def _img(split: str | None, name: str = "a/b.jpg", source: str = "s") -> CocoImage:

@@ -8,8 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyset_builder.errors import TinysetError
-from tinyset_builder.tiling import (TilingOptions, axis_starts, boxes_in_window, clip_to_window,
-                                    crop_or_pad, window_grid)
+from tinyset_builder.tiling import (
+    TilingOptions,
+    axis_starts,
+    boxes_in_window,
+    clip_to_window,
+    crop_or_pad,
+    window_grid,
+)
 
 
 @pytest.mark.parametrize(("size", "expected"), [
@@ -33,7 +39,7 @@ def test_axis_windows_cover_the_side_with_the_overlap(size: int, tile: int, frac
     assert starts[0] == 0 and ends[-1] == size          # covers both borders
     assert all(0 <= s and s + min(tile, size) <= size for s in starts)  # never past the image
     assert starts == sorted(set(starts))                 # strictly increasing, no repeats
-    for prev_end, nxt in zip(ends, starts[1:]):
+    for prev_end, nxt in zip(ends, starts[1:], strict=False):
         assert prev_end - nxt >= overlap                 # neighbours share at least the overlap
 
 
@@ -105,7 +111,7 @@ def test_every_box_is_represented_in_some_window(w: int, h: int, data: st.DataOb
     xs = data.draw(st.lists(st.floats(0, w - 1), min_size=n, max_size=n))
     ys = data.draw(st.lists(st.floats(0, h - 1), min_size=n, max_size=n))
     boxes = np.array([[x, y, min(x + 1 + (i * 37) % 150, w), min(y + 1 + (i * 53) % 150, h)]
-                      for i, (x, y) in enumerate(zip(xs, ys))])
+                      for i, (x, y) in enumerate(zip(xs, ys, strict=False))])
     seen = np.zeros(n, dtype=bool)
     whole = np.zeros(n, dtype=bool)
     for win in window_grid(w, h, 1024, 200):
