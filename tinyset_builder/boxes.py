@@ -49,8 +49,14 @@ def polygon_to_xywh(coords: Sequence[float]) -> XYWH:
 
 
 def clip_xywh(box: Sequence[float], width: float, height: float) -> XYWH:
-    """Clip ``[x, y, w, h]`` to the image ``[0, width] × [0, height]``; may return w or h ≤ 0."""
+    """Clip ``[x, y, w, h]`` to the image ``[0, width] × [0, height]``; may return w or h ≤ 0.
+
+    A box already inside is returned unchanged: the round trip through corners is not exact in
+    floating point (``50.5 + 79.73 - 50.5 != 79.73``) and would alter annotated values.
+    """
     x0, y0, x1, y1 = xywh_to_xyxy(box)
+    if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height:
+        return (box[0], box[1], box[2], box[3])
     x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
     y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
     return (x0, y0, x1 - x0, y1 - y0)
