@@ -475,3 +475,22 @@ def test_bad_input_is_one_line_naming_file_and_record_or_a_counted_skip(
     assert fragment in reason or fragment in example
     assert re.match(location, f"{example}: {reason}")
     assert len(conv.dataset.images) == summary.images - images_lost
+
+
+@pytest.mark.parametrize(("name", "fragment"), [
+    pytest.param("ls_ssdd", "Annotations_sub: annotation folder not found", id="ls_ssdd"),
+    pytest.param("scut_head", "neither SCUT_HEAD_Part_A nor SCUT_HEAD_Part_B found",
+                 id="scut_head"),
+    pytest.param("pest24", "Annotations: folder not found", id="pest24"),
+    pytest.param("irstd_1k", "IRSTD1k_Img: image folder not found", id="irstd_1k"),
+    pytest.param("sirst", "images: folder not found", id="sirst"),
+    pytest.param("tyc", "no split folder (train, val, test, test_ood)", id="tyc"),
+])
+def test_root_without_the_native_layout_is_one_line_with_the_expected_tree(
+        tmp_path: Path, name: str, fragment: str) -> None:
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "README.txt").write_text("unpacked into the wrong folder")
+    with pytest.raises(SourceError) as err:
+        convert_source(name, tmp_path, on_error="skip")
+    message = str(err.value)
+    assert fragment in message and "expected layout: " in message and "\n" not in message

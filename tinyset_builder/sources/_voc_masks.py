@@ -3,7 +3,8 @@
 - :func:`read_split_lists`: official split lists (one image id per line) → id → split;
 - :func:`add_voc_annotation`: one parsed VOC file → an image and its boxes in the assembler;
 - :func:`add_mask_image`: an image whose boxes are its binary masks' components;
-- :func:`find_dir`: a folder that mirrors sometimes nest once more (``A/A/``).
+- :func:`find_dir`: a folder that mirrors sometimes nest once more (``A/A/``);
+- :func:`layout_hint`: the expected layout on one line, for errors.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from tinyset_builder.formats.masks import (
 from tinyset_builder.formats.text import read_lines
 from tinyset_builder.formats.voc_xml import VocAnnotation, voc_xywh
 from tinyset_builder.imageio import image_size
-from tinyset_builder.sources.base import SourceAssembler
+from tinyset_builder.sources.base import SourceAssembler, SourceInfo
+
+
+def layout_hint(info: SourceInfo) -> str:
+    """The manifest's layout tree on one line, for a one-line "folder not found" error."""
+    return "expected layout: " + "; ".join(
+        line.strip() for line in info.layout.strip().splitlines() if line.strip())
 
 
 def find_dir(parent: Path, name: str) -> Path:

@@ -31,7 +31,7 @@ from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
 from tinyset_builder.formats.masks import paint_binary_mask, place_speck
 from tinyset_builder.paths import relative_posix
-from tinyset_builder.sources._voc_masks import add_mask_image, read_split_lists
+from tinyset_builder.sources._voc_masks import add_mask_image, layout_hint, read_split_lists
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import sample_boxes, save_image, textured_background
 
@@ -56,7 +56,7 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     base = base_dir(root)
     image_dir, mask_dir = _first_dir(base, IMAGE_DIRS), _first_dir(base, MASK_DIRS)
     if not image_dir.is_dir():
-        policy.fatal(str(image_dir), f"image folder not found; expected layout:{info.layout}")
+        policy.fatal(str(image_dir), f"image folder not found; {layout_hint(info)}")
     lists = read_split_lists({s: base / f for s, f in SPLIT_LISTS.items()}, policy)
     images = sorted(image_dir.glob("*.png"))
     for image in images:

@@ -30,7 +30,7 @@ from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
 from tinyset_builder.formats.voc_xml import VocObject, format_voc_xml, read_voc_xml
 from tinyset_builder.paths import relative_posix
-from tinyset_builder.sources._voc_masks import add_voc_annotation, find_dir
+from tinyset_builder.sources._voc_masks import add_voc_annotation, find_dir, layout_hint
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import save_image, scene
 
@@ -53,7 +53,7 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     asm = SourceAssembler(info, root, policy)
     ann_dir = find_dir(root, ANNOTATIONS)
     if not ann_dir.is_dir():
-        policy.fatal(str(ann_dir), f"annotation folder not found; expected layout:{info.layout}")
+        policy.fatal(str(ann_dir), f"annotation folder not found; {layout_hint(info)}")
     image_dirs = {split: find_dir(root, d) for split, d in IMAGE_DIRS.items()}
     annotated = set()
     for xml in sorted(ann_dir.glob("*.xml")):

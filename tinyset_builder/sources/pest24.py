@@ -30,7 +30,11 @@ import numpy as np
 from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
 from tinyset_builder.formats.voc_xml import VocObject, format_voc_xml, read_voc_xml
-from tinyset_builder.sources._voc_masks import add_voc_annotation, read_split_lists
+from tinyset_builder.sources._voc_masks import (
+    add_voc_annotation,
+    layout_hint,
+    read_split_lists,
+)
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import save_image, scene
 
@@ -52,7 +56,7 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     asm = SourceAssembler(info, root, policy)
     base = base_dir(root)
     if not (base / "Annotations").is_dir():
-        policy.fatal(str(base / "Annotations"), f"folder not found; expected layout:{info.layout}")
+        policy.fatal(str(base / "Annotations"), f"folder not found; {layout_hint(info)}")
     lists_dir = base / "ImageSets"
     if (lists_dir / "Main").is_dir():
         lists_dir = lists_dir / "Main"

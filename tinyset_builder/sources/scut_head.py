@@ -28,7 +28,11 @@ import numpy as np
 from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
 from tinyset_builder.formats.voc_xml import VocObject, format_voc_xml, read_voc_xml
-from tinyset_builder.sources._voc_masks import add_voc_annotation, read_split_lists
+from tinyset_builder.sources._voc_masks import (
+    add_voc_annotation,
+    layout_hint,
+    read_split_lists,
+)
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import save_image, scene
 
@@ -43,8 +47,8 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     asm = SourceAssembler(info, root, policy)
     parts = [p for p in PARTS if (root / p).is_dir()]
     if not parts:
-        policy.fatal(str(root), f"neither {' nor '.join(PARTS)} found; expected layout:"
-                                f"{info.layout}")
+        policy.fatal(str(root), f"neither {' nor '.join(PARTS)} found; "
+                                f"{layout_hint(info)}")
     for part in parts:
         lists = read_split_lists({s: root / part / "ImageSets" / "Main" / f"{s}.txt"
                                   for s in SPLITS}, policy)

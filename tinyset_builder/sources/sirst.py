@@ -45,6 +45,7 @@ from tinyset_builder.paths import relative_posix
 from tinyset_builder.sources._voc_masks import (
     add_mask_image,
     add_voc_annotation,
+    layout_hint,
     read_split_lists,
 )
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
@@ -71,7 +72,7 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     asm = SourceAssembler(info, root, policy)
     layout = detect_layout(root)
     if layout is None:
-        policy.fatal(str(root / "images"), f"folder not found; expected layout:{info.layout}")
+        policy.fatal(str(root / "images"), f"folder not found; {layout_hint(info)}")
     if layout == "v1":
         images = sorted((root / "images").glob("*.png"))
         mask_dir = xml_dir = root / "masks"

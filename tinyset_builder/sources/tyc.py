@@ -45,7 +45,7 @@ from tinyset_builder.formats.masks import (
 )
 from tinyset_builder.io import read_json, write_json
 from tinyset_builder.paths import relative_posix
-from tinyset_builder.sources._voc_masks import header_size
+from tinyset_builder.sources._voc_masks import header_size, layout_hint
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import sample_boxes, save_image
 
@@ -72,8 +72,8 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     base = base_dir(root)
     present = [d for d in SPLIT_DIRS if (base / d).is_dir()]
     if not present:
-        policy.fatal(str(base), f"no split folder ({', '.join(SPLIT_DIRS)}); expected layout:"
-                                f"{info.layout}")
+        policy.fatal(str(base), f"no split folder ({', '.join(SPLIT_DIRS)}); "
+                                f"{layout_hint(info)}")
     for split_dir in present:
         d = base / split_dir
         images, masks = _files(d / "images"), _files(d / "labels" / "masks")
