@@ -16,6 +16,8 @@ LIGHT_MODULES = [
     "benchmark.protocols",
     "tinyset_builder.sources.coco_common",
     "tinyset_builder.sources.crowdhuman",
+    "tinyset_builder.sources.tyc",
+    "tinyset_builder.sources.sirst",
 ]
 
 
