@@ -1,0 +1,122 @@
+"""DEAL adapter: trains ``deal/`` on the job's training file and answers its P2SOD prompt file.
+
+Options (``manifests/methods.toml`` ``options`` or ``job.extra``, extra wins):
+
+* ``preset``: ``paper`` (Swin-T, the default for the ``paper`` schedule) or ``tiny`` (the
+  default for the ``smoke`` schedule);
+* ``ablation``: a Table IV(d) row (``none``, ``pe``, ``pe+hfe``, ``pe+hfe+dgqa``, ``no-prompt``);
+* ``backbone_weights``: local Swin-T state dict (never downloaded; random init otherwise, noted);
+* ``steps`` / ``minutes``: training length. Defaults: ``paper`` = the manifest's schedule in
+  epochs (1× = 3 epochs) over the training images, ``smoke`` = 30 steps.
+
+Predictions: every prompt set of ``job.prompts_json`` is answered from the image's cached
+features; detections carry the set's ``category_id``. Images without a prompt set get none.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Detections, Job
+from tinyset_builder.errors import TinysetError
+
+#: Epochs of the paper's schedules (Table II: "1× denotes 3 epochs").
+SCHEDULE_EPOCHS = {"1x": 3, "2x": 6}
+SMOKE_STEPS = 30
+
+
+class DealAdapter:
+    """The runner's view of DEAL (see the module docstring)."""
+
+    def _options(self, job: Job) -> dict[str, Any]:
+        return {**dict(job.options), **dict(job.extra)}
+
+    def _config(self, job: Job):
+        from deal.config import get_config
+
+        opts = self._options(job)
+        preset = opts.get("preset", "tiny" if job.schedule == "smoke" else "paper")
+        overrides: dict[str, Any] = {}
+        if opts.get("backbone_weights"):
+            overrides["backbone_weights"] = str(opts["backbone_weights"])
+        return get_config(preset, opts.get("ablation"), **overrides)
+
+    def _work(self, job: Job) -> Path:
+        return Path(job.work_dir) / "deal"
+
+    def unavailable(self, job: Job) -> str | None:
+        """``None`` when torch, torchvision and scipy are importable, else how to get them."""
+        missing = [m for m in ("torch", "torchvision", "scipy")
+                   if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"needs {', '.join(missing)}: pip install 'tinyset[torch]'"
+        if job.prompts_json is None:
+            return "DEAL is point-prompted: the job needs a P2SOD prompt file (tinyset derive)"
+        return None
+
+    def _steps(self, job: Job, n_images: int, batch: int) -> tuple[int | None, float | None]:
+        opts = self._options(job)
+        if "steps" in opts or "minutes" in opts:
+            return opts.get("steps"), opts.get("minutes")
+        if job.schedule == "smoke":
+            return SMOKE_STEPS, None
+        epochs = SCHEDULE_EPOCHS.get(str(job.method.get("schedule", "1x")), 3)
+        return max(1, math.ceil(epochs * n_images / batch)), None
+
+    def train(self, job: Job) -> dict[str, Any]:
+        """Train (resuming from ``work_dir/deal/last.pt``); return notes for the results file."""
+        import torch
+
+        from deal.train import train
+        from tinyset_builder.io import read_json
+
+        cfg = self._config(job)
+        torch.manual_seed(job.seed)
+        n_images = len(read_json(job.train_json).get("images", []))
+        steps, minutes = self._steps(job, n_images, cfg.batch_size)
+        res = train(cfg, Path(job.train_json), Path(job.data_dir), self._work(job), steps=steps,
+                    minutes=minutes, seed=job.seed, device=job.device)
+        weights = (cfg.backbone_weights if cfg.backbone_weights
+                   else "random init (offline)" if cfg.backbone == "swin_t"
+                   else "random init (tiny CNN)")
+        return {"preset": cfg.preset, "steps": res.steps, "train_seconds": round(res.seconds, 1),
+                "checkpoint": str(res.checkpoint), "weights": weights}
+
+    def predict(self, job: Job) -> Sequence[Detections]:
+        """Detections for every image of ``job.eval_json`` under ``job.prompts_json``."""
+        from deal.data import resolve_image
+        from deal.predictor import DealPredictor, predict_prompt_file
+        from tinyset_builder.coco import CocoDataset
+        from tinyset_builder.io import read_json
+
+        if job.prompts_json is None:
+            raise TinysetError("DEAL needs a P2SOD prompt file (job.prompts_json)")
+        cfg = self._config(job)
+        predictor = DealPredictor.from_checkpoint(self._work(job) / "last.pt", cfg, job.device)
+        gt = CocoDataset.load(job.eval_json)
+        files = {i.id: resolve_image(Path(job.data_dir), i.file_name, i.split)
+                 for i in gt.images}
+        doc = read_json(job.prompts_json)
+        if not isinstance(doc, dict) or "prompts" not in doc:
+            raise TinysetError(f"{job.prompts_json}: not a P2SOD prompt file")
+        dets = predict_prompt_file(predictor, files, doc["prompts"])
+        by_image: dict[int, list[dict]] = {i.id: [] for i in gt.images}
+        for d in dets:
+            by_image[d["image_id"]].append(d)
+        out = []
+        for image_id, ds in by_image.items():
+            if not ds:
+                out.append(Detections.empty(image_id))
+                continue
+            xywh = np.array([d["bbox"] for d in ds], dtype=np.float32)
+            xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+            out.append(Detections(image_id, xyxy.astype(np.float32),
+                                  np.array([d["score"] for d in ds], dtype=np.float32),
+                                  np.array([d["category_id"] for d in ds], dtype=np.int64)))
+        return out
