@@ -28,7 +28,7 @@ from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
 from tinyset_builder.formats.coco_json import read_coco_json
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary, load_info
-from tinyset_builder.sources.coco_common import CocoSynth, SynthTally, add_coco_file
+from tinyset_builder.sources.coco_common import CocoSynth, SynthTally, add_coco_file, in_folder
 
 SPLITS = {"train2017": "train", "val2017": "val"}
 #: The ten ids COCO 2017 leaves unused between 1 and 90.
@@ -51,7 +51,7 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
         found = True
         doc = read_coco_json(path, policy)
         if doc is not None:
-            add_coco_file(asm, doc, split=split, locate=lambda im, f=folder: f"{f}/{im.file_name}")
+            add_coco_file(asm, doc, split=split, locate=in_folder(folder))
     if not found:
         policy.fatal(str(root / "annotations"), "no instances_{train,val}2017.json found")
     return asm.finish()

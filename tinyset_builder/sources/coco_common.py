@@ -62,6 +62,12 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p)
 
 
+def in_folder(*parts: str) -> Callable[[CocoJsonImage], str]:
+    """A ``locate`` function: the image's ``file_name`` under the folder ``parts``."""
+    folder = join(*parts)
+    return lambda im: join(folder, im.file_name)
+
+
 def add_coco_file(asm: SourceAssembler, doc: CocoJsonFile, *,
                   split: str | Callable[[CocoJsonImage], str | None] | None,
                   locate: Callable[[CocoJsonImage], str],

@@ -31,6 +31,7 @@ from tinyset_builder.sources.coco_common import (
     SynthTally,
     add_coco_file,
     first_dir,
+    in_folder,
     join,
 )
 
@@ -49,8 +50,7 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
         found = True
         doc = read_coco_json(path, policy)
         if doc is not None:
-            add_coco_file(asm, doc, split=split,
-                          locate=lambda im: join(base, "JPEGImages", im.file_name))
+            add_coco_file(asm, doc, split=split, locate=in_folder(base, "JPEGImages"))
     if not found:
         policy.fatal(str(root / join(base, "annotations")), "no train2017.json or test2017.json")
     return asm.finish()

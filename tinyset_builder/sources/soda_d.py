@@ -26,7 +26,7 @@ from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
 from tinyset_builder.formats.coco_json import CocoJsonAnnotation, read_coco_json
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary, load_info
-from tinyset_builder.sources.coco_common import CocoSynth, SynthTally, add_coco_file
+from tinyset_builder.sources.coco_common import CocoSynth, SynthTally, add_coco_file, in_folder
 
 SPLITS = ("train", "val", "test")
 IGNORE_ID = 10
@@ -50,8 +50,7 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
         found = True
         doc = read_coco_json(path, policy, implicit_categories={IGNORE_ID: IGNORE_NAME})
         if doc is not None:
-            add_coco_file(asm, doc, split=split, category=_category,
-                          locate=lambda im: f"Images/{im.file_name}")
+            add_coco_file(asm, doc, split=split, category=_category, locate=in_folder("Images"))
     if not found:
         policy.fatal(str(root / "Annotations"), "no train.json, val.json or test.json found")
     return asm.finish()
