@@ -45,23 +45,23 @@ def add_points(ds: CocoDataset, jitter: float, seed: int) -> tuple[CocoDataset, 
     """A copy of ``ds`` whose object annotations carry ``point`` (see the module docstring)."""
     groups = grouped(ds)
     out: dict[int, CocoAnnotation] = {}
-    n_points = n_crowd = 0
+    objects: list[CocoAnnotation] = []
+    draws: list[npt.NDArray[np.float64]] = []
     for img in ds.images:
         anns = groups.get(img.id, [])
-        objects = [a for a in anns if not a.iscrowd]
-        for a in anns:
-            if a.iscrowd:
-                out[a.id] = a
-                n_crowd += 1
-        if not objects:
-            continue
-        u = stream(seed, Purpose.POINTS, img.id).uniform(-1.0, 1.0, size=(len(objects), 2))
-        for a, p in zip(objects, box_points(boxes_array(objects), u, jitter).tolist(),
-                        strict=True):
+        mine = [a for a in anns if not a.iscrowd]
+        out.update((a.id, a) for a in anns if a.iscrowd)
+        if mine:
+            objects += mine
+            draws.append(stream(seed, Purpose.POINTS, img.id).uniform(-1.0, 1.0,
+                                                                       size=(len(mine), 2)))
+    n_crowd, n_points = len(out), len(objects)
+    if objects:
+        points = box_points(boxes_array(objects), np.concatenate(draws), jitter).tolist()
+        for a, p in zip(objects, points, strict=True):
             out[a.id] = CocoAnnotation(id=a.id, image_id=a.image_id, category_id=a.category_id,
                                        bbox=a.bbox, area=a.area, iscrowd=a.iscrowd,
                                        extra={**a.extra, "point": p})
-            n_points += 1
     counts = {"images": len(ds.images), "annotations": len(out), "points": n_points,
               "ignore_regions_without_point": n_crowd}
     variant = {"protocol": "points", "jitter": jitter, "seed": seed}

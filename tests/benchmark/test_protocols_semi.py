@@ -14,6 +14,7 @@ from benchmark.protocols.semi import labeled_count, split_semi
 from tinyset_builder.errors import TinysetError
 
 
+@settings(deadline=None)
 @given(n=st.integers(0, 10**7), percent=st.sampled_from([1, 5, 10]))
 def test_labeled_count_is_exact_floor(n: int, percent: int) -> None:
     count, clamped = labeled_count(n, percent)
