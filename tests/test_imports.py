@@ -14,6 +14,8 @@ LIGHT_MODULES = [
     "tinyset_builder.build",
     "tinyset_builder.stats",
     "benchmark.protocols",
+    "benchmark.evaluate",
+    "benchmark.cli_eval",
     "tinyset_builder.sources.coco_common",
     "tinyset_builder.sources.crowdhuman",
     "tinyset_builder.sources.tyc",

@@ -118,8 +118,10 @@ def _floats(values: list[Any], label: str, what: str, key: str) -> np.ndarray:
         raise TinysetError(f"{label}: {what}: {key} must be numbers")
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise TinysetError(f"{label}: {what} #{bad[0]}: {key} is {values[bad[0]]!r} "
-                           f"(must be finite)")
+        v = values[bad[0]]
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise TinysetError(f"{label}: {what} #{bad[0]}: {key} must be a number, got {v!r}")
+        raise TinysetError(f"{label}: {what} #{bad[0]}: {key} is {v!r} (must be finite)")
     return arr
 
 

@@ -1,0 +1,134 @@
+"""``tinyset eval`` and malformed input: one-line errors, JSON output, no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eval_oracle import random_case
+
+from benchmark.evaluate import evaluate
+from tinyset_builder.errors import TinysetError
+from tinyset_builder.io import write_json
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _gt() -> dict[str, Any]:
+    return {"images": [{"id": 1, "file_name": "a", "width": 9, "height": 9},
+                       {"id": 2, "file_name": "b", "width": 9, "height": 9}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5],
+                             "area": 25, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "a/1"}]}
+
+
+def _dt(**kw: Any) -> list[dict[str, Any]]:
+    return [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": .5},
+            {"image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5], "score": .4, **kw}]
+
+
+BAD_DT = {
+    "missing score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "lacks key 'score'"),
+    "missing bbox": ([{"image_id": 1, "category_id": 1, "score": .3}], "lacks key 'bbox'"),
+    "nan score": (_dt(score=float("nan")), "detection #1: score is nan"),
+    "inf box": (_dt(bbox=[0, 0, float("inf"), 5]), "detection #1: bbox"),
+    "negative width": (_dt(bbox=[0, 0, -1, 5]), "negative width"),
+    "short box": (_dt(bbox=[0, 0, 5]), "detection #1: bbox must be"),
+    "unknown image": (_dt(image_id=77), "detection #1: image_id 77 is not in the ground truth"),
+    "unknown category": (_dt(category_id=5), "category_id 5 is not in the ground truth"),
+    "string score": (_dt(score="high"), "detection #1: score must be a number"),
+    "not a list": ({"x": 1}, "must be a JSON list"),
+    "duplicate ids": ([{**d, "id": 3} for d in _dt()], "duplicate detection id 3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DT))
+def test_malformed_detections_give_one_line_errors(case: str) -> None:
+    dt, expected = BAD_DT[case]
+    with pytest.raises(TinysetError) as e:
+        evaluate(_gt(), dt)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def _mutate_gt(fn) -> dict[str, Any]:
+    gt = _gt()
+    fn(gt)
+    return gt
+
+
+BAD_GT = {
+    "duplicate image id": (lambda g: g["images"].append(dict(g["images"][0])), "duplicate image id 1"),
+    "duplicate annotation id": (lambda g: g["annotations"].append(dict(g["annotations"][0])),
+                                "duplicate annotation id 1"),
+    "duplicate category id": (lambda g: g["categories"].append({"id": 1, "name": "x"}),
+                              "duplicate category id 1"),
+    "missing bbox": (lambda g: g["annotations"][0].pop("bbox"), "annotation #0 (id 1) lacks key 'bbox'"),
+    "nan area": (lambda g: g["annotations"][0].update(area=float("nan")), "area is nan"),
+    "negative height": (lambda g: g["annotations"][0].update(bbox=[0, 0, 5, -2]), "negative"),
+    "unknown image": (lambda g: g["annotations"][0].update(image_id=9), "image_id 9 is not"),
+    "no images list": (lambda g: g.pop("images"), "lacks the 'images' list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GT))
+def test_malformed_ground_truth_gives_one_line_errors(case: str) -> None:
+    fn, expected = BAD_GT[case]
+    with pytest.raises(TinysetError) as e:
+        evaluate(_mutate_gt(fn), _dt())
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_options_and_prompts_are_user_errors() -> None:
+    with pytest.raises(TinysetError, match="unknown backend"):
+        evaluate(_gt(), _dt(), backend="fast")
+    with pytest.raises(TinysetError, match="not in the threshold grid"):
+        evaluate(_gt(), _dt(), size_iou="0.3")
+    with pytest.raises(TinysetError, match="--by must be one of"):
+        evaluate(_gt(), _dt(), by="split")
+    dup = {"schema": "tinyset-prompts/1", "prompts": [{"image_id": 1, "category_id": 1}] * 2}
+    with pytest.raises(TinysetError, match="appears twice"):
+        evaluate(_gt(), _dt(), prompts=dup)
+    with pytest.raises(TinysetError, match="schema"):
+        evaluate(_gt(), _dt(), prompts={"schema": "other/2", "prompts": []})
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    code = ("import sys\nfrom tinyset_builder.cli import main\nrc = main(sys.argv[1:])\n"
+            "heavy = [m for m in ('torch', 'ultralytics', 'fiftyone') if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)\nsys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_cli_writes_design_json_and_never_imports_torch(tmp_path: Path) -> None:
+    gt, dt = random_case(1)
+    write_json(tmp_path / "gt.json", gt)
+    write_json(tmp_path / "dt.json", dt)
+    out = tmp_path / "m.json"
+    proc = _run_cli("eval", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "dt.json"),
+                    "--json", str(out), "--by", "source", "--by", "domain")
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if "AP25" in line)
+    cols = [c for c in header.split() if c.startswith("AP")]
+    assert cols == ["AP25", "AP50", "AP75", "APvt", "APt", "APs", "APm", "AP"]
+    res = json.loads(out.read_text())
+    for key in ("AP25", "AP50", "AP75", "AP", "APvt", "APt", "APs", "APm", "AR", "AR100",
+                "AR1500", "AR3000", "params", "backend", "by_source", "by_domain"):
+        assert key in res
+    assert res == json.loads(json.dumps(evaluate(tmp_path / "gt.json", tmp_path / "dt.json",
+                                                 by=["source", "domain"])))
+
+
+def test_cli_user_error_is_one_red_line(tmp_path: Path) -> None:
+    write_json(tmp_path / "gt.json", _gt())
+    write_json(tmp_path / "dt.json", _dt(score=None))
+    proc = _run_cli("eval", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "dt.json"))
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("HEAVY")]
+    assert len(lines) == 1 and "dt.json: detection #1: score must be a number" in lines[0]
+    assert "Traceback" not in proc.stderr
