@@ -339,9 +339,30 @@ def quirk_aitod_class_mapping(root: Path) -> None:
         _convert(root)
 
 
+def quirk_hrsid_size_mismatch_is_counted(root: Path) -> None:
+    path = root / "HRSID_JPG" / "annotations" / "test2017.json"
+    doc = _load(path)
+    doc["images"][0]["width"] = 801  # the JPEG is 800 wide: the header wins, the case is counted
+    _save(path, doc)
+    conv = _convert(root)
+    assert conv.counts["image_size_differs_from_annotation"] == 1
+    assert {(i.width, i.height) for i in conv.dataset.images} == {(800, 800)}
+
+
+def quirk_soda_a_size_mismatch_is_counted(root: Path) -> None:
+    path = _first_soda(root)
+    doc = _load(path)
+    image = doc["images"][0] if isinstance(doc["images"], list) else doc["images"]
+    image["height"] += 1
+    _save(path, doc)
+    assert _convert(root).counts["image_size_differs_from_annotation"] == 1
+
+
 QUIRKS = [
     pytest.param("coco", quirk_coco_names_and_crowds, id="coco-names-crowds-empty-images"),
     pytest.param("hrsid", quirk_hrsid_id_zero_and_union_file, id="hrsid-id0-union-file"),
+    pytest.param("hrsid", quirk_hrsid_size_mismatch_is_counted, id="hrsid-size-mismatch"),
+    pytest.param("soda_a", quirk_soda_a_size_mismatch_is_counted, id="soda_a-size-mismatch"),
     pytest.param("sardet_100k", quirk_sardet_split_folder_in_file_name,
                  id="sardet-split-folder-and-ignore-flags"),
     pytest.param("rgbt_tiny", quirk_rgbt_two_modalities, id="rgbt-two-modalities"),

@@ -106,10 +106,22 @@ def add_coco_file(asm: SourceAssembler, doc: CocoJsonFile, *,
         if key is None:
             asm.counts["dropped_with_bad_image"] += len(anns)
             continue
+        count_size_mismatch(asm, key, im.width, im.height)
         for ann in anns:
             name, ignore = category(ann)
             extra = {k: ann.extra[k] for k in extra_keys if k in ann.extra}
             asm.add_box(key, ann.xywh, name, iscrowd=ignore, location=ann.location, extra=extra)
+
+
+def count_size_mismatch(asm: SourceAssembler, key: str, width: int | None,
+                        height: int | None) -> None:
+    """Count an image whose header size differs from the size its annotation file states.
+
+    The header is what the pixels are, so it wins; the count in ``build.json`` flags images
+    whose boxes may have been drawn on a differently sized (e.g. re-encoded) copy.
+    """
+    if width is not None and height is not None and (width, height) != asm.image_size(key):
+        asm.counts["image_size_differs_from_annotation"] += 1
 
 
 @dataclass

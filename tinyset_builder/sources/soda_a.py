@@ -39,7 +39,7 @@ from tinyset_builder.formats.soda_poly_json import (
 )
 from tinyset_builder.paths import relative_posix
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary, load_info
-from tinyset_builder.sources.coco_common import SynthTally, first_existing
+from tinyset_builder.sources.coco_common import SynthTally, count_size_mismatch, first_existing
 from tinyset_builder.synth.canvas import Box, save_image, scene
 
 SPLITS = ("train", "val", "test")
@@ -81,6 +81,7 @@ def _add_file(asm: SourceAssembler, path: Path, split: str, img_dir: str) -> Non
     if image is None:
         asm.counts["dropped_with_bad_image"] += len(doc.polygons)
         return
+    count_size_mismatch(asm, image, doc.width, doc.height)
     for poly in doc.polygons:
         if not 0 <= poly.category_id < len(asm.info.categories):
             asm.policy.fail(poly.location, f"unknown category_id {poly.category_id} (SODA-A "
