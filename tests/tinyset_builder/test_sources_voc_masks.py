@@ -84,6 +84,15 @@ def _kaggle_nesting(root: Path) -> None:
         _move_into(root / d, root / d / d)
 
 
+def _wrapped_and_nested(root: Path) -> None:
+    _kaggle_nesting(root)
+    _move_into(root, root / "LS-SSDD-v1.0-OPEN")
+
+
+def _sirst_clone_folder(root: Path) -> None:
+    _move_into(root, root / "sirst")
+
+
 def _pest24_flattened_with_imagesets_main(root: Path) -> None:
     _move_into(root / "ImageSets" if (root / "ImageSets").is_dir() else root / "Pest24" /
                "ImageSets", root / "Pest24" / "ImageSets" / "Main")
@@ -107,6 +116,9 @@ def _tyc_flattened(root: Path) -> None:
 
 @pytest.mark.parametrize(("key", "change"), [
     pytest.param("ls_ssdd", _kaggle_nesting, id="ls_ssdd-kaggle-folders-nested-twice"),
+    pytest.param("ls_ssdd", _wrapped_and_nested, id="ls_ssdd-wrapped-in-one-more-folder"),
+    pytest.param("sirst", _sirst_clone_folder, id="sirst-clone-in-its-own-folder"),
+    pytest.param("sirst-v2", _sirst_clone_folder, id="sirst_v2-clone-in-its-own-folder"),
     pytest.param("pest24", _pest24_flattened_with_imagesets_main,
                  id="pest24-flattened-and-ImageSets-Main"),
     pytest.param("irstd_1k", _irstd_flattened_renamed, id="irstd_1k-flattened-images-masks"),

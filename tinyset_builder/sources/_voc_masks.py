@@ -3,7 +3,8 @@
 - :func:`read_split_lists`: official split lists (one image id per line) → id → split;
 - :func:`add_voc_annotation`: one parsed VOC file → an image and its boxes in the assembler;
 - :func:`add_mask_image`: an image whose boxes are its binary masks' components;
-- :func:`find_dir`: a folder that mirrors sometimes nest once more (``A/A/``);
+- :func:`find_base`, :func:`find_dir`: trees wrapped in one more folder, and folders
+  that mirrors nest in themselves (``A/A/``);
 - :func:`layout_hint`: the expected layout on one line, for errors.
 """
 
@@ -30,6 +31,19 @@ def layout_hint(info: SourceInfo) -> str:
     """The manifest's layout tree on one line, for a one-line "folder not found" error."""
     return "expected layout: " + "; ".join(
         line.strip() for line in info.layout.strip().splitlines() if line.strip())
+
+
+def find_base(root: Path, *markers: str) -> Path:
+    """``root``, or its only sub-folder when the download wrapped the tree in one more folder.
+
+    A tree is recognised by any of ``markers`` (e.g. ``Annotations_sub``) existing in it.
+    """
+    if any((root / m).exists() for m in markers):
+        return root
+    children = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if len(children) == 1 and any((children[0] / m).exists() for m in markers):
+        return children[0]
+    return root
 
 
 def find_dir(parent: Path, name: str) -> Path:

@@ -12,7 +12,8 @@ Coordinates: LabelImg corners, ``w = xmax - xmin``. Single-channel SAR stored as
 Quirks:
 - the split is the scene number in the name (01-10 train, 11-15 test), the paper's own rule,
   so it does not depend on which folder a mirror put a tile in;
-- the Kaggle mirror nests each folder in a folder of the same name (``A/A/``): followed;
+- the Kaggle mirror nests each folder in a folder of the same name (``A/A/``), and a download
+  may wrap the whole tree in one folder (``LS-SSDD-v1.0-OPEN/``): both are followed;
 - most tiles are empty sea: an XML without ``<object>`` is a valid negative image, kept;
 - a tile without an XML, or an XML whose name is not ``<scene>_<row>_<col>``, is a bad record.
 The 15 original 24,000x16,000 scenes (``JPEGImages/``, ``Annotations/``) are not read: the
@@ -30,7 +31,12 @@ from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
 from tinyset_builder.formats.voc_xml import VocObject, format_voc_xml, read_voc_xml
 from tinyset_builder.paths import relative_posix
-from tinyset_builder.sources._voc_masks import add_voc_annotation, find_dir, layout_hint
+from tinyset_builder.sources._voc_masks import (
+    add_voc_annotation,
+    find_base,
+    find_dir,
+    layout_hint,
+)
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import save_image, scene
 
@@ -51,10 +57,11 @@ def scene_split(stem: str) -> str | None:
 def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     """Read every tile's XML; the split comes from the scene number."""
     asm = SourceAssembler(info, root, policy)
-    ann_dir = find_dir(root, ANNOTATIONS)
+    base = find_base(root, ANNOTATIONS, *IMAGE_DIRS.values())
+    ann_dir = find_dir(base, ANNOTATIONS)
     if not ann_dir.is_dir():
         policy.fatal(str(ann_dir), f"annotation folder not found; {layout_hint(info)}")
-    image_dirs = {split: find_dir(root, d) for split, d in IMAGE_DIRS.items()}
+    image_dirs = {split: find_dir(base, d) for split, d in IMAGE_DIRS.items()}
     annotated = set()
     for xml in sorted(ann_dir.glob("*.xml")):
         split = scene_split(xml.stem)

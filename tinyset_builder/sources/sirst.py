@@ -3,7 +3,7 @@
 Provenance: Yimian Dai et al., "Asymmetric Contextual Modulation for Infrared Small Target
 Detection", WACV 2021 (v1, NUAA-SIRST, github ``YimianDai/sirst``, 427 images) and the SIRST-V2
 release (github ``YimianDai/open-sirst-v2``, about 1,024 images). Both layouts are read; which one
-``RAW/sirst/`` holds is detected from its folders::
+``RAW/sirst/`` (or a clone folder inside it) holds is detected from its folders::
 
     v1 (default; the "SIRST" of the small-target literature):
       images/Misc_<n>.png
@@ -45,6 +45,7 @@ from tinyset_builder.paths import relative_posix
 from tinyset_builder.sources._voc_masks import (
     add_mask_image,
     add_voc_annotation,
+    find_base,
     layout_hint,
     read_split_lists,
 )
@@ -70,20 +71,21 @@ def detect_layout(root: Path) -> Layout | None:
 def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     """Read the layout present: masks first, XML for images without a mask."""
     asm = SourceAssembler(info, root, policy)
-    layout = detect_layout(root)
+    base = find_base(root, "images", "annotations")  # a clone may sit in its own folder
+    layout = detect_layout(base)
     if layout is None:
-        policy.fatal(str(root / "images"), f"folder not found; {layout_hint(info)}")
+        policy.fatal(str(base / "images"), f"folder not found; {layout_hint(info)}")
     if layout == "v1":
-        images = sorted((root / "images").glob("*.png"))
-        mask_dir = xml_dir = root / "masks"
-        idx = root / "idx_427"
+        images = sorted((base / "images").glob("*.png"))
+        mask_dir = xml_dir = base / "masks"
+        idx = base / "idx_427"
         if not idx.is_dir():  # forks ship idx_320 or similar
-            idx = next(iter(sorted(root.glob("idx_*"))), idx)
+            idx = next(iter(sorted(base.glob("idx_*"))), idx)
         lists = read_split_lists({s: idx / f for s, f in V1_LISTS.items()}, policy)
     else:
-        images = sorted(p for d in V2_IMAGE_DIRS for p in (root / "images" / d).glob("*.png"))
-        mask_dir, xml_dir = root / "annotations" / "masks", root / "annotations" / "bboxes"
-        lists = read_split_lists({s: root / "splits" / f for s, f in V2_LISTS.items()}, policy)
+        images = sorted(p for d in V2_IMAGE_DIRS for p in (base / "images" / d).glob("*.png"))
+        mask_dir, xml_dir = base / "annotations" / "masks", base / "annotations" / "bboxes"
+        lists = read_split_lists({s: base / "splits" / f for s, f in V2_LISTS.items()}, policy)
     for image in images:
         split = lists[image.stem][0] if image.stem in lists else None
         rel = relative_posix(image, root)
