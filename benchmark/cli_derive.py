@@ -38,10 +38,11 @@ def derive(data: Annotated[Path, typer.Argument(help="Dataset folder written by 
         names = list(SETTINGS)
     else:
         names = [setting]
+    cache: dict = {}  # each annotation file is parsed once for all settings
     for name in names:
         fold_here = fold if setting != "all" or SETTINGS[name].kind == "semi" else 0
         folder = derive_variant(data, name, seed=seed, fold=fold_here, force=force,
-                                num_points=num_points, jitter=jitter)
+                                cache=cache, num_points=num_points, jitter=jitter)
         counts = read_json(folder / "meta.json")["counts"]
         console.print(f"[green]{name}[/green]: {_summary(counts)}")
         typer.echo(str(folder))

@@ -253,7 +253,8 @@ def _produce(setting: Setting, data: dict[str, CocoDataset], sources: dict[str, 
 
 
 def derive_variant(data_dir: Path, setting: str, *, seed: int = 0, fold: int = 0,
-                   force: bool = False, **options: Any) -> Path:
+                   force: bool = False, cache: dict[str, CocoDataset] | None = None,
+                   **options: Any) -> Path:
     """Derive (or reuse) one label-efficient variant of a toolkit-built dataset.
 
     Args:
@@ -262,6 +263,8 @@ def derive_variant(data_dir: Path, setting: str, *, seed: int = 0, fold: int = 0
         seed: the random seed (non-negative).
         fold: the fold of a semi setting (0 otherwise).
         force: rewrite even if a complete matching variant exists.
+        cache: pass the same dict to several calls to parse each annotation file once (keyed
+            by its sha256; the protocols never modify a loaded dataset).
         **options: ``num_points`` (p2sod-1, p2sod-3) and ``jitter`` (points-jitter, p2sod-*);
             ``None`` values count as not given.
 
@@ -286,7 +289,12 @@ def derive_variant(data_dir: Path, setting: str, *, seed: int = 0, fold: int = 0
     if not force and is_complete(final, request):
         return final
 
-    data = {split: _load_split(path) for split, path in paths.items()}
+    cache = {} if cache is None else cache
+    data = {}
+    for split, path in paths.items():
+        if sources[split] not in cache:
+            cache[sources[split]] = _load_split(path)
+        data[split] = cache[sources[split]]
     variants.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=variants))
     try:

@@ -181,3 +181,25 @@ def test_cli_derives_and_reports_errors_in_one_line(data: Path,
     assert "not a dataset built by the toolkit" in capsys.readouterr().err
     assert main(["derive", str(data), "--setting", "all", "--jitter", "0.1"]) == 2
     assert "--setting all" in capsys.readouterr().err
+
+
+def test_a_shared_cache_parses_each_annotation_file_once(data: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded: list[Path] = []
+    real = derive_mod._load_split
+
+    def counting(path: Path) -> CocoDataset:
+        loaded.append(path)
+        return real(path)
+
+    monkeypatch.setattr(derive_mod, "_load_split", counting)
+    cache: dict = {}
+    a = derive_variant(data, "noise-20", cache=cache)
+    b = derive_variant(data, "shot-1", cache=cache)
+    derive_variant(data, "p2sod-1", cache=cache)
+    derive_variant(data, "p2sod-4", cache=cache)
+    assert sorted(p.name for p in loaded) == ["test.json", "train.json", "val.json"]
+    # Sharing the parsed dataset must not leak one protocol's output into the next.
+    fresh = derive_variant(data, "shot-1", force=True)
+    assert fresh == b and "clean_bbox" not in (b / "train.json").read_text()
+    assert "clean_bbox" in (a / "train.json").read_text()
