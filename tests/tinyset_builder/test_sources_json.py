@@ -485,3 +485,34 @@ def test_bad_input_is_one_line_naming_file_and_record_or_a_counted_skip(
     assert len(skipped.dataset.annotations) == len(clean.annotations) + expected.annotations
     if kind == "image" and name != "crowdhuman":
         assert skipped.counts["dropped_with_bad_image"] == -expected.annotations
+
+
+BAD_XVIEW_METADATA = [
+    pytest.param("aitod_xview_val.txt", "['1__0_0.png', '2__0_0.png'", ":1: not a Python list",
+                 id="unclosed-tile-list"),
+    pytest.param("aitod_xview_val.txt", "[1, 2]", ":1: expected a list of tile-name strings",
+                 id="tile-list-of-numbers"),
+    pytest.param("aitod_xview_test.txt", "['11__0_600.png', '0__0_0.png']",
+                 "is also listed in aitod_xview_", id="tile-in-two-lists"),
+    pytest.param("converted_class.txt", "Small Car:vehicle\nBus vehicle", ":2: expected",
+                 id="mapping-line-without-colon"),
+]
+
+
+@pytest.mark.parametrize(("file", "text", "expected"), BAD_XVIEW_METADATA)
+def test_bad_xview_metadata_names_file_and_line(file: str, text: str, expected: str,
+                                                raw_copy: Callable[[str], Path]) -> None:
+    root = raw_copy("aitod_v2")
+    lists = root / "aitodtoolkit" / "aitod_xview"
+    if file == "aitod_xview_test.txt":  # claim a tile the train list already holds
+        train = eval_free_list((lists / "aitod_xview_train.txt").read_text())
+        text = repr([train[0]])
+    (lists / file).write_text(text)
+    with pytest.raises(SourceError) as e:
+        _convert(root)
+    assert str(e.value).startswith(str(lists / file)) and expected in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+    skipped = _convert(root, on_error="skip").skipped
+    reason = expected.split(": ", 1)[-1]
+    assert any(reason in r for r in skipped), skipped
+

@@ -77,7 +77,7 @@ def read_tile_list(path: Path, policy: ErrorPolicy) -> list[str] | None:
     if text.startswith("["):
         try:
             names = ast.literal_eval(text)  # literals only: never executes code
-        except (ValueError, SyntaxError) as e:
+        except (ValueError, SyntaxError, RecursionError) as e:
             policy.fail(where(path, getattr(e, "lineno", 1) or 1),
                         f"not a Python list of tile names ({e.__class__.__name__})")
             return None
