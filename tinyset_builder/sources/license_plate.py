@@ -75,12 +75,11 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     if not base.is_dir():
         policy.fatal(str(base), "CCPD2019/ folder not found (unpack CCPD2019.tar.xz here)")
     official, listed = read_lists(base, policy)
-    images = sorted(p for p in base.glob("ccpd_*/*") if p.suffix.lower() == ".jpg")
-    on_disk = {relative_posix(p, base) for p in images}
-    for rel in sorted(set(listed) - on_disk):
+    images = {relative_posix(p, base): p for p in sorted(base.glob("ccpd_*/*"))
+              if p.suffix.lower() == ".jpg"}
+    for rel in sorted(set(listed) - images.keys()):
         policy.fail(listed[rel], f"listed image {rel} not found under {base}")
-    for image in images:
-        rel = relative_posix(image, base)
+    for rel, image in images.items():
         subset = rel.split("/", 1)[0]
         split = official.get(rel) or (None if subset == TRAINVAL_SUBSET else "test")
         if subset == NO_PLATE_SUBSET:
