@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 from tinyset_builder import __version__
 from tinyset_builder.coco import SPLITS, CocoCategory, CocoImage
-from tinyset_builder.dedupe import find_duplicates
+from tinyset_builder.dedupe import FirstSeen
 from tinyset_builder.errors import OnError, TinysetError
 from tinyset_builder.filters import LargeObjectFilter
 from tinyset_builder.imageio import MAX_PIXELS
@@ -293,9 +293,13 @@ class _SplitWriter:
         self.images.write((b"," if self.n_images else b"") + self._dump(d))
         self.n_images += 1
 
-    def add_annotation(self, d: dict[str, Any]) -> None:
-        self.annotations.write((b"," if self.n_annotations else b"") + self._dump(d))
-        self.n_annotations += 1
+    def add_annotations(self, records: list[dict[str, Any]]) -> None:
+        """Append records; one ``json.dumps`` call per list keeps the C encoder busy."""
+        if not records:
+            return
+        body = self._dump(records)[1:-1]  # strip the list's brackets
+        self.annotations.write((b"," if self.n_annotations else b"") + body)
+        self.n_annotations += len(records)
 
     def discard(self) -> None:
         """Close and remove the part files of a split that got no image."""
@@ -351,11 +355,8 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
     cat_dicts = [c.to_dict() for c in categories]
     global_id = {c.name: c.id for c in categories}
 
-    # Pass 1: duplicates, in build order (only the hashes are kept in memory).
-    hashes = [(t.key, r.get("pixel_hash")) for c in conversions
-              for t, r in _results(plans[c.info.name])]
-    duplicates = find_duplicates(hashes)
-
+    # One pass in build order: the keep rule ("first in build order") is decided on the way.
+    first_seen = FirstSeen()
     writers = {s: _SplitWriter(out, s) for s in SPLITS}
     sources: dict[str, Any] = {}
     referenced: dict[str, list[str]] = {s: [] for s in SPLITS}
@@ -376,10 +377,11 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
                 failed.append({"file": task.original_file, "reason": res["reason"],
                                "message": res["message"]})
                 continue
-            if task.key in duplicates:
+            kept = first_seen.check(task.key, res["pixel_hash"])
+            if kept is not None:
                 acc.duplicates += 1
                 acc.dropped["duplicate_image"] += res["annotations_in"]
-                dups.append({"file": task.original_file, "kept": str(duplicates[task.key])})
+                dups.append({"file": task.original_file, "kept": str(kept)})
                 continue
             acc.add_outcomes(res)
             anns = by_image[images_by_file[task.original_file].id]
@@ -393,16 +395,21 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
                     window=tuple(o["window"]), scale=task.scale).to_dict())
                 referenced[task.split].append(o["file_name"])
                 acc.out_images[task.split] += 1
+                records = []
+                next_id = w.n_annotations + 1
                 for i, x, y, bw, bh, crowd in o["annotations"]:
                     a = anns[i]
-                    d = {"id": w.n_annotations + 1, "image_id": image_id,
+                    d = {"id": next_id, "image_id": image_id,
                          "category_id": global_id[local_name[a.category_id]],
                          "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": crowd}
-                    for k in sorted(a.extra):
-                        if isinstance(a.extra[k], _SCALAR):
-                            d[k] = a.extra[k]
-                    w.add_annotation(d)
-                    acc.out_annotations += 1
+                    next_id += 1
+                    if a.extra:
+                        for k in sorted(a.extra):
+                            if isinstance(a.extra[k], _SCALAR):
+                                d[k] = a.extra[k]
+                    records.append(d)
+                w.add_annotations(records)
+                acc.out_annotations += len(records)
         sources[info.name] = {
             "title": info.title, "domain": info.domain,
             "manifest_sha256": manifest_sha256(info),

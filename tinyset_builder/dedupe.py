@@ -38,23 +38,36 @@ def pixel_hash(pixels: npt.NDArray[np.uint8]) -> str:
     return h.hexdigest()
 
 
+class FirstSeen:
+    """Streaming form of the keep rule: feed images in build order, learn which are copies."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, Hashable] = {}
+
+    def check(self, key: Hashable, digest: str | None) -> Hashable | None:
+        """The key of the earlier identical image when ``key`` is a duplicate, else None.
+
+        A ``None`` digest (an image that could not be decoded) never matches anything.
+        """
+        if digest is None:
+            return None
+        kept = self._first.setdefault(digest, key)
+        return None if kept == key else kept
+
+
 def find_duplicates(items: Iterable[tuple[Hashable, str | None]]) -> dict[Hashable, Hashable]:
     """Map each duplicate's key to the key of the copy that is kept.
 
     Args:
-        items: ``(key, pixel_hash)`` pairs **in build order**; a ``None`` hash (an image that
-            could not be decoded) never matches anything.
+        items: ``(key, pixel_hash)`` pairs **in build order** (keys unique).
 
     Returns:
         ``{dropped_key: kept_key}``; keys absent from it are kept.
     """
-    first: dict[str, Hashable] = {}
+    index = FirstSeen()
     dropped: dict[Hashable, Hashable] = {}
     for key, digest in items:
-        if digest is None:
-            continue
-        if digest in first:
-            dropped[key] = first[digest]
-        else:
-            first[digest] = key
+        kept = index.check(key, digest)
+        if kept is not None:
+            dropped[key] = kept
     return dropped

@@ -251,8 +251,8 @@ def process(task: TileTask) -> dict[str, Any]:
             "file_name": name, "bytes": len(data),
             "window": _window_in_original(window, task.scale, task.width, task.height,
                                           (sw, sh)),
-            "annotations": [[int(i), *(float(v) for v in b), int(c)]
-                            for i, b, c in zip(idx, wh, crowd, strict=True)]})
+            "annotations": [[i, *b, c] for i, b, c in zip(idx.tolist(), wh.tolist(),
+                                                          crowd.tolist(), strict=True)]})
     counts = {name: int((rank == k).sum()) for k, name in enumerate(OUTCOMES)}
     return {**base, "status": "ok", "pixel_hash": digest, "outputs": outputs,
             "windows": len(window_grid(sw, sh, opts.tile, opts.overlap)),
