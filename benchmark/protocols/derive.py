@@ -215,7 +215,8 @@ def is_complete(folder: Path, request: Mapping[str, Any]) -> bool:
         return False
     for name, info in files.items():
         path = folder / name
-        if not path.is_file() or path.stat().st_size != info.get("bytes") \
+        if not isinstance(info, dict) or not path.is_file() \
+                or path.stat().st_size != info.get("bytes") \
                 or sha256_file(path) != info.get("sha256"):
             return False
     return True

@@ -103,6 +103,13 @@ def test_complete_variant_is_reused_and_a_damaged_one_rebuilt(data: Path) -> Non
     train.write_bytes(good[:-10])  # truncated by hand: no longer complete
     derive_variant(data, "shot-3")
     assert train.read_bytes() == good
+    meta_path = folder / "meta.json"
+    meta_bytes = meta_path.read_bytes()
+    for damaged in (b"{not json", json.dumps({**json.loads(meta_bytes), "files": {"x": 1}})
+                    .encode()):
+        meta_path.write_bytes(damaged)
+        derive_variant(data, "shot-3")
+        assert meta_path.read_bytes() == meta_bytes
     # A changed dataset changes the source hash in the request, so the variant is rebuilt.
     ann = data / "annotations" / "train.json"
     ds = CocoDataset.load(ann)
