@@ -20,6 +20,8 @@ LIGHT_MODULES = [
     "tinyset_builder.sources.crowdhuman",
     "tinyset_builder.sources.tyc",
     "tinyset_builder.sources.sirst",
+    "tinyset_builder.sources.yolo_common",
+    "tinyset_builder.sources.license_plate",
 ]
 
 
