@@ -135,7 +135,8 @@ BAD_INPUT = [
                    id=f"ir_wildlife-{kind}")
       for kind, line, reason in [("malformed", "1,2,3", "expected 10"),
                                  ("outside", "1,99,900,900,5,5,0,1,0,0", "outside"),
-                                 ("category", "1,99,10,10,5,5,0,42,0,0", "unknown species 42")]),
+                                 ("category", "1,99,10,10,5,5,0,42,0,0", "unknown species 42"),
+                                 ("class", "1,99,10,10,5,5,7,1,0,0", "with class 7")]),
     *(pytest.param(src, unreadable(pattern), id=f"{src}-unreadable-image")
       for src, pattern in [("sh17", "images/*"), ("visalgae", "train/images/*"),
                            ("dfl", "train/images/*"), ("tacna_olive", "valid/images/*"),

@@ -50,9 +50,11 @@ UNKNOWN_ANIMAL = "unknown-animal"
 
 def category_of(row: MotRow) -> str | None:
     """The category name of a row, or None if its species/class pair is not in the legend."""
+    if row.cls not in (0, 1):
+        return None
     if 0 <= row.species < len(SPECIES):
         return SPECIES[row.species]
-    if row.species == -1 and row.cls in (0, 1):
+    if row.species == -1:
         return "human" if row.cls == 1 else UNKNOWN_ANIMAL
     return None
 
