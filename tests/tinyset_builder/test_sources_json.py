@@ -516,3 +516,30 @@ def test_bad_xview_metadata_names_file_and_line(file: str, text: str, expected: 
     reason = expected.split(": ", 1)[-1]
     assert any(reason in r for r in skipped), skipped
 
+
+
+@pytest.mark.parametrize("attack", ["climb", "absolute", "symlink"])
+def test_image_names_from_json_cannot_leave_the_source_root(
+        attack: str, raw_copy: Callable[[str], Path], tmp_path: Path) -> None:
+    root = raw_copy("coco")
+    secret = tmp_path / "secret.jpg"
+    shutil.copy(next((root / "val2017").glob("*.jpg")), secret)  # a readable image outside
+    path = root / "annotations" / "instances_val2017.json"
+    doc = _load(path)
+    n_boxes = sum(a["image_id"] == doc["images"][0]["id"] for a in doc["annotations"])
+    if attack == "symlink":
+        (root / "val2017" / "link.jpg").symlink_to(secret)
+        doc["images"][0]["file_name"] = "link.jpg"
+        reason = "resolves outside the source root"
+    else:
+        doc["images"][0]["file_name"] = ("../../secret.jpg" if attack == "climb"
+                                         else str(secret))
+        reason = "escapes the source root" if attack == "climb" else "must be relative"
+    _save(path, doc)
+    with pytest.raises(SourceError) as e:
+        _convert(root)
+    assert f"{path}:images[0]" in str(e.value) and reason in str(e.value)
+    skipped = _convert(root, on_error="skip")
+    assert sum(skipped.skipped.values()) == 1
+    assert skipped.counts["dropped_with_bad_image"] == n_boxes
+    assert all("secret" not in i.original_file for i in skipped.dataset.images)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tinyset_builder.errors import SourceError
 from tinyset_builder.formats.coco_json import (
     CocoJsonAnnotation,
     CocoJsonFile,
@@ -22,6 +23,7 @@ from tinyset_builder.formats.coco_json import (
     coco_json_document,
     write_coco_json,
 )
+from tinyset_builder.paths import safe_join
 from tinyset_builder.sources.base import SourceAssembler, SynthSummary
 from tinyset_builder.synth.canvas import Box, save_image, scene
 
@@ -92,6 +94,14 @@ def add_coco_file(asm: SourceAssembler, doc: CocoJsonFile, *,
     """
     by_image = doc.annotations_by_image()
     for im in doc.images:
+        try:
+            # The name itself must be a plain relative path: an absolute or climbing name would
+            # otherwise be re-rooted by a locator and reported as merely "not found".
+            safe_join(asm.root, im.file_name)
+        except SourceError as e:
+            asm.policy.fail(im.location, str(e))
+            asm.counts["dropped_with_bad_image"] += len(by_image.get(im.id, []))
+            continue
         if skip_image is not None and skip_image(im):
             continue
         before = asm.num_images
