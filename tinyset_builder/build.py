@@ -602,12 +602,13 @@ def summary_table(record: Mapping[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table("source", "images in", "failed", "dup", "outputs", "large-obj drop",
-                  "ann in", "kept", "clipped", "ignore", "dropped", title="TinySet build")
+                  "empty drop", "ann in", "kept", "clipped", "ignore", "dropped",
+                  title="TinySet build")
     for name, s in record["sources"].items():
         im, a = s["images"], s["annotations"]
         dropped = ", ".join(f"{k} {v}" for k, v in a["dropped"].items() if v) or "0"
         table.add_row(name, str(im["in"]), str(sum(im["failed"].values())),
                       str(im["duplicate"]), str(im["out"]), str(im["dropped_large_objects"]),
-                      str(a["in"]), str(a["kept"]), str(a["clipped"]), str(a["ignore"]),
+                      str(im["dropped_empty"]), str(a["in"]), str(a["kept"]), str(a["clipped"]), str(a["ignore"]),
                       dropped)
     return table

@@ -19,9 +19,32 @@ with the kept copy named.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+def image_hash(image: Image.Image, *, strip_bytes: int = 16 << 20) -> str:
+    """:func:`pixel_hash` of an RGB Pillow image, computed strip by strip.
+
+    Equal to ``pixel_hash(np.asarray(image))`` without ever holding a full-size copy: the
+    strips are hashed in row order, which is the byte order of the contiguous array.
+    """
+    import xxhash
+
+    if image.mode != "RGB":
+        raise ValueError(f"image_hash needs an RGB image, got mode {image.mode}")
+    w, h = image.size
+    digest = xxhash.xxh3_128()
+    digest.update(f"{(h, w, 3)}|{np.dtype(np.uint8).str}|".encode())
+    rows = max(1, strip_bytes // (3 * w))
+    for y in range(0, h, rows):
+        digest.update(image.crop((0, y, w, min(h, y + rows))).tobytes())
+    return digest.hexdigest()
 
 
 def pixel_hash(pixels: npt.NDArray[np.uint8]) -> str:

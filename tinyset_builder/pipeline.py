@@ -33,16 +33,18 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from tinyset_builder import __version__
 from tinyset_builder.errors import SourceError
 from tinyset_builder.filters import LargeObjectFilter
 from tinyset_builder.io import dumps_json, read_json, write_json
 from tinyset_builder.tiling import TilingOptions, boxes_in_window, crop_or_pad, window_grid
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
 
@@ -122,12 +124,9 @@ def output_ext(original_file: str) -> str:
     return "jpg" if Path(original_file).suffix.lower() in JPEG_SUFFIXES else "png"
 
 
-def encode(pixels: npt.NDArray[np.uint8], ext: str, codec: CodecOptions) -> bytes:
+def encode(im: Image.Image, ext: str, codec: CodecOptions) -> bytes:
     """Encode an RGB tile with the build's codec settings."""
-    from PIL import Image
-
     buf = io.BytesIO()
-    im = Image.fromarray(pixels)
     if ext == "jpg":
         im.save(buf, "JPEG", quality=codec.jpeg_quality)
     else:
@@ -163,24 +162,59 @@ def error_reason(message: str) -> str:
     return "corrupt_image"
 
 
-def load_pixels(task: TileTask) -> npt.NDArray[np.uint8]:
-    """Decode the task's image (RGB8) and check it has the size the converter recorded."""
-    from tinyset_builder.imageio import read_image
-
-    pixels = read_image(Path(task.image_path), max_pixels=task.max_pixels)
-    if pixels.shape[1] != task.width or pixels.shape[0] != task.height:
-        raise SourceError(f"{task.image_path}: decoded size {pixels.shape[1]}x{pixels.shape[0]} "
-                          f"differs from the header's {task.width}x{task.height} (corrupt)")
-    return pixels
+#: Pillow modes whose own conversion to RGB is the toolkit's normalisation (gray repeated to three
+#: channels, alpha dropped, palette looked up). Other modes (16-bit, 32-bit, float) go through
+#: :func:`tinyset_builder.imageio.to_rgb8`, which scales by the image's own min/max.
+_PIL_TO_RGB = frozenset({"L", "LA", "RGBA", "RGBX", "P", "PA", "1", "CMYK", "YCbCr", "La"})
 
 
-def downscale(pixels: npt.NDArray[np.uint8], scale: float) -> npt.NDArray[np.uint8]:
+def load_image(task: TileTask) -> Image.Image:
+    """Decode the task's image as an RGB Pillow image of the size the converter recorded.
+
+    Memory: the decoded image is held once (Pillow stores RGB in 4 bytes per pixel, so a
+    16000×16000 scene takes 1 GB); nothing makes a full-size numpy copy, which with
+    ``np.asarray`` would cost two more (Pillow's ``tobytes`` joins chunks).
+
+    Raises:
+        SourceError: missing, corrupt or truncated file, one over the pixel limit, or a decoded
+            size that differs from the header.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from tinyset_builder.imageio import image_size, to_rgb8
+
+    path = Path(task.image_path)
+    image_size(path, max_pixels=task.max_pixels)  # missing / unreadable / over the limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, task.max_pixels)
+            with Image.open(path) as im:
+                im.load()
+                if im.mode == "RGB":
+                    rgb = im  # loaded: stays valid after the file is closed, no copy
+                elif im.mode in _PIL_TO_RGB:
+                    rgb = im.convert("RGB")
+                else:
+                    rgb = Image.fromarray(to_rgb8(np.asarray(im)))
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as e:
+        raise SourceError(f"{path}: cannot decode image ({e})") from None
+    if rgb.size != (task.width, task.height):
+        raise SourceError(f"{path}: decoded size {rgb.size[0]}x{rgb.size[1]} differs from the "
+                          f"header's {task.width}x{task.height} (corrupt)")
+    return rgb
+
+
+def downscale(image: Image.Image, scale: float) -> Image.Image:
     """Resize by ``scale`` (Lanczos), output size rounded to whole pixels."""
     from PIL import Image
 
-    h, w = pixels.shape[:2]
+    w, h = image.size
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
+    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 def _window_in_original(window: tuple[int, int, int, int], scale: float, width: int,
@@ -197,21 +231,21 @@ def _window_in_original(window: tuple[int, int, int, int], scale: float, width: 
 
 def process(task: TileTask) -> dict[str, Any]:
     """Run one task and return its result record (see the module docstring); writes outputs."""
-    from tinyset_builder.dedupe import pixel_hash
+    from tinyset_builder.dedupe import image_hash
 
     base: dict[str, Any] = {"fingerprint": task.fingerprint, "key": task.key,
                             "split": task.split, "annotations_in": len(task.boxes)}
     try:
-        pixels = load_pixels(task)
+        image = load_image(task)
     except SourceError as e:
         return {**base, "status": "error", "reason": error_reason(str(e)), "message": str(e)}
-    digest = pixel_hash(pixels)
+    digest = image_hash(image)
     boxes = np.asarray(task.boxes, dtype=np.float64).reshape(-1, 4)
     iscrowd = np.asarray(task.iscrowd, dtype=np.int64).reshape(-1)
     if task.scale != 1.0:
-        pixels = downscale(pixels, task.scale)
+        image = downscale(image, task.scale)  # the full-size image is freed here
         boxes = boxes * task.scale
-    sh, sw = pixels.shape[:2]
+    sw, sh = image.size
     opts = task.tiling
     # rank[i] = best outcome of annotation i so far (index into OUTCOMES); start at the worst.
     rank = np.full(len(boxes), len(OUTCOMES) - 1, dtype=np.int64)
@@ -242,7 +276,7 @@ def process(task: TileTask) -> dict[str, Any]:
         np.minimum.at(rank, idx, outcome)
         x0, y0 = window[0], window[1]
         name = f"{task.stem}__x{x0}_y{y0}.{task.ext}"
-        data = encode(crop_or_pad(pixels, window, opts.tile, opts.pad_value), task.ext,
+        data = encode(crop_or_pad(image, window, opts.tile, opts.pad_value), task.ext,
                       task.codec)
         write_file_atomic(Path(task.out) / "images" / task.split / name, data)
         wh = np.stack([xyxy[:, 0], xyxy[:, 1], xyxy[:, 2] - xyxy[:, 0],

@@ -22,11 +22,15 @@ number of boxes, which matters for crowded sources (SKU110K, JHU-CROWD++) cut in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from tinyset_builder.errors import TinysetError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Window = tuple[int, int, int, int]
 
@@ -152,16 +156,18 @@ def boxes_in_window(boxes_xyxy: npt.NDArray[np.float64], iscrowd: npt.NDArray[np
                      whole=whole, made_ignore=made_ignore)
 
 
-def crop_or_pad(pixels: npt.NDArray[np.uint8], window: Window, tile: int = 1024,
-                pad_value: int = 0) -> npt.NDArray[np.uint8]:
-    """The ``tile × tile`` output for ``window``: the crop, padded right and bottom if short.
+def crop_or_pad(image: Image.Image, window: Window, tile: int = 1024,
+                pad_value: int = 0) -> Image.Image:
+    """The ``tile × tile`` RGB output for ``window`` of a Pillow image, padded right and bottom.
 
-    A full-size window returns a view (no copy); the encoder reads it directly.
+    Works on the Pillow image rather than a numpy copy: only the tile is copied, so a decoded
+    16000×16000 scene is held once (see :mod:`.pipeline`).
     """
-    x0, y0, x1, y1 = window
-    crop = pixels[y0:y1, x0:x1]
-    if crop.shape[0] == tile and crop.shape[1] == tile:
+    from PIL import Image
+
+    crop = image.crop(window)
+    if crop.size == (tile, tile):
         return crop
-    out = np.full((tile, tile, pixels.shape[2]), pad_value, dtype=np.uint8)
-    out[:crop.shape[0], :crop.shape[1]] = crop
+    out = Image.new("RGB", (tile, tile), (pad_value,) * 3)
+    out.paste(crop, (0, 0))
     return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyset_builder.dedupe import find_duplicates, pixel_hash
+from tinyset_builder.dedupe import find_duplicates, image_hash, pixel_hash
 from tinyset_builder.imageio import read_image
 
 
@@ -39,3 +39,13 @@ def test_keep_rule_keeps_the_first_in_build_order() -> None:
              ("z/bad2.jpg", None)]
     assert find_duplicates(items) == {"sardet_100k/x.jpg": "hrsid/a.jpg",
                                       "sardet_100k/z.jpg": "hrsid/b.jpg"}
+
+
+def test_image_hash_streams_strips_to_the_same_digest() -> None:
+    from PIL import Image
+
+    arr = np.random.default_rng(2).integers(0, 256, size=(301, 177, 3), dtype=np.uint8)
+    im = Image.fromarray(arr)
+    assert image_hash(im) == pixel_hash(arr)
+    assert image_hash(im, strip_bytes=1000) == pixel_hash(arr)   # many uneven strips
+    assert image_hash(im, strip_bytes=1) == pixel_hash(arr)      # one row per strip

@@ -87,13 +87,16 @@ def test_a_box_touching_the_window_edge_is_not_inside() -> None:
 
 
 def test_crop_or_pad_pads_right_and_bottom_and_keeps_pixels() -> None:
+    from PIL import Image
+
     img = np.arange(300 * 200 * 3, dtype=np.uint64).reshape(200, 300, 3).astype(np.uint8)
-    out = crop_or_pad(img, (0, 0, 300, 200), tile=512, pad_value=7)
+    out = np.asarray(crop_or_pad(Image.fromarray(img), (0, 0, 300, 200), tile=512, pad_value=7))
     assert out.shape == (512, 512, 3)
     np.testing.assert_array_equal(out[:200, :300], img)
     assert (out[200:] == 7).all() and (out[:, 300:] == 7).all()
-    full = crop_or_pad(np.zeros((2048, 2048, 3), np.uint8), (1024, 0, 2048, 1024), tile=1024)
-    assert full.shape == (1024, 1024, 3)
+    big = np.random.default_rng(0).integers(0, 256, size=(1500, 2048, 3), dtype=np.uint8)
+    full = np.asarray(crop_or_pad(Image.fromarray(big), (1024, 476, 2048, 1500), tile=1024))
+    np.testing.assert_array_equal(full, big[476:1500, 1024:2048])
 
 
 @pytest.mark.parametrize("kwargs", [dict(tile=0), dict(overlap=1024), dict(min_visible=0.0),
