@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,11 @@ def test_derive_every_setting_on_a_real_build(tmp_path: Path,
     # Run again: every variant is reused, the printed folders are the same.
     assert main(["derive", str(out), "--setting", "all"]) == 0
     assert capsys.readouterr().out.split() == printed
+    # Another process with another hash seed rewrites the very same bytes.
+    before = {p.name: p.read_bytes() for p in (out / "variants" / "p2sod-2").iterdir()}
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    proc = subprocess.run([sys.executable, "-m", "tinyset_builder.cli", "derive", str(out),
+                           "--setting", "p2sod-2", "--force"], capture_output=True, text=True,
+                          env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name: p.read_bytes() for p in (out / "variants" / "p2sod-2").iterdir()} == before
