@@ -37,9 +37,9 @@ DENSITY_EDGES = (0, 1, 10, 25, 50, 100, 200, 500, 1000, 3000, math.inf)
 PAPER = {"name": "TinySet-9M (paper, sec. III)", "mean_scale_px": 20.4}
 
 
-def _summarise(images: Sequence[Mapping[str, Any]], annotations: Sequence[Mapping[str, Any]],
-               ) -> dict[str, Any]:
-    """Counts, scales and densities of one COCO dataset (given as its image/annotation dicts)."""
+def _measure(images: Sequence[Mapping[str, Any]], annotations: Sequence[Mapping[str, Any]],
+             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
+    """Object scales, objects per image, and the number of ignore regions of one COCO file."""
     per_image: Counter[int] = Counter()
     scales = []
     ignore = 0
@@ -50,10 +50,15 @@ def _summarise(images: Sequence[Mapping[str, Any]], annotations: Sequence[Mappin
         per_image[a["image_id"]] += 1
         w, h = a["bbox"][2], a["bbox"][3]
         scales.append(math.sqrt(max(w, 0) * max(h, 0)))
-    s = np.asarray(scales, dtype=np.float64)
     density = np.asarray([per_image.get(i["id"], 0) for i in images], dtype=np.float64)
+    return np.asarray(scales, dtype=np.float64), density, ignore
+
+
+def _summarise(s: npt.NDArray[np.float64], density: npt.NDArray[np.float64], ignore: int,
+               ) -> dict[str, Any]:
+    """Counts, scale and density figures from :func:`_measure`'s arrays."""
     return {
-        "images": len(images), "objects": len(s), "ignore_regions": ignore,
+        "images": len(density), "objects": len(s), "ignore_regions": ignore,
         "mean_scale_px": round(float(s.mean()), 2) if len(s) else None,
         "median_scale_px": round(float(np.median(s)), 2) if len(s) else None,
         "share_below_16px": round(float((s < 16).mean()), 4) if len(s) else None,
@@ -78,33 +83,33 @@ def compute_stats(out: Path, compare: Mapping[str, Path] | None = None) -> dict[
     files = [(s, p) for s, p in files if p.is_file()]
     if not files:
         raise TinysetError(f"{out}/annotations: no split file found; is this a built dataset?")
-    all_images: list[dict[str, Any]] = []
-    all_anns: list[dict[str, Any]] = []
+    # Only arrays are kept across splits: one split file's records are in memory at a time.
+    scales, densities, ignores = [], [], 0
     per_split = {}
     domains: dict[str, Counter[str]] = {"images": Counter(), "objects": Counter()}
     sources: dict[str, Counter[str]] = {"images": Counter(), "objects": Counter()}
     for split, path in files:
         coco = json.loads(path.read_bytes())
-        # Image ids restart in each split file; make them unique across splits for pooling.
-        offset = len(all_images)
         dom = {i["id"]: (i.get("domain", "?"), i.get("source", "?")) for i in coco["images"]}
-        for i in coco["images"]:
-            domains["images"][i.get("domain", "?")] += 1
-            sources["images"][i.get("source", "?")] += 1
+        for d, src in dom.values():
+            domains["images"][d] += 1
+            sources["images"][src] += 1
         for a in coco["annotations"]:
             if not a.get("iscrowd", 0):
                 d, src = dom[a["image_id"]]
                 domains["objects"][d] += 1
                 sources["objects"][src] += 1
-        per_split[split] = _summarise(coco["images"], coco["annotations"])
-        all_images += [{**i, "id": i["id"] + offset} for i in coco["images"]]
-        all_anns += [{"image_id": a["image_id"] + offset, "bbox": a["bbox"],
-                      "iscrowd": a.get("iscrowd", 0)} for a in coco["annotations"]]
-    overall = _summarise(all_images, all_anns)
+        s, dens, ign = _measure(coco["images"], coco["annotations"])
+        del coco
+        per_split[split] = _summarise(s, dens, ign)
+        scales.append(s)
+        densities.append(dens)
+        ignores += ign
+    overall = _summarise(np.concatenate(scales), np.concatenate(densities), ignores)
     comparisons = {}
     for name, path in (compare or {}).items():
         coco = json.loads(Path(path).read_bytes())
-        comparisons[name] = _summarise(coco["images"], coco["annotations"])
+        comparisons[name] = _summarise(*_measure(coco["images"], coco["annotations"]))
     return {
         "overall": overall, "splits": per_split, "comparisons": comparisons,
         "domains": {k: dict(sorted(v.items())) for k, v in domains.items()},
