@@ -137,14 +137,25 @@ def _boxes(values: list[Any], label: str, what: str) -> np.ndarray:
                 raise TinysetError(f"{label}: {what} #{i}: bbox must be [x, y, w, h] numbers, "
                                    f"got {b!r}")
         raise TinysetError(f"{label}: {what}: bbox must be [x, y, w, h]")
+    _check_boxes(arr, label, what)
+    return arr
+
+
+def _check_boxes(arr: np.ndarray, label: str, what: str) -> None:
     bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if bad.size:
-        raise TinysetError(f"{label}: {what} #{bad[0]}: bbox {values[bad[0]]!r} is not finite")
+        raise TinysetError(f"{label}: {what} #{bad[0]}: bbox {arr[bad[0]].tolist()} is not "
+                           f"finite")
     neg = np.flatnonzero((arr[:, 2] < 0) | (arr[:, 3] < 0))
     if neg.size:
-        raise TinysetError(f"{label}: {what} #{neg[0]}: bbox {values[neg[0]]!r} has a negative "
-                           f"width or height")
-    return arr
+        raise TinysetError(f"{label}: {what} #{neg[0]}: bbox {arr[neg[0]].tolist()} has a "
+                           f"negative width or height")
+
+
+def _check_finite(arr: np.ndarray, label: str, what: str, key: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise TinysetError(f"{label}: {what} #{bad[0]}: {key} is {arr[bad[0]]} (must be finite)")
 
 
 def _unique_ids(ids: np.ndarray, label: str, what: str) -> None:
@@ -164,19 +175,55 @@ def _index(ids: np.ndarray, table: np.ndarray, label: str, what: str, key: str) 
     return pos.astype(np.int64)
 
 
+def _fast_ints(cols: dict[str, np.ndarray], key: str) -> np.ndarray | None:
+    """Integer column from the fast reader, or None if any value is not an exact int literal."""
+    v = cols[key]
+    if not cols[key + ":int"].all() or (np.abs(v) >= 2.0 ** 53).any():
+        return None
+    return v.astype(np.int64)
+
+
+def _fast_gt(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    from benchmark.evaluate import fastjson
+
+    try:
+        got = fastjson.read_gt(path)
+    except (OSError, ValueError):
+        return None
+    if got is None:
+        return None
+    small, cols = got
+    out: dict[str, Any] = {"bbox": cols["bbox"], "area": cols["area"]}
+    for key in ("id", "image_id", "category_id"):
+        out[key] = _fast_ints(cols, key)
+        if out[key] is None:
+            return None
+    crowd = _fast_ints(cols, "iscrowd")
+    if crowd is None:
+        return None
+    out["iscrowd"] = np.where(cols["iscrowd:present"], crowd, 0)
+    return small, out
+
+
 def load_gt(gt: Any) -> GroundTruth:
     """Read GT from a COCO JSON path, a COCO dict or a :class:`tinyset_builder.coco.CocoDataset`."""
     label = _label(gt, "<gt>")
-    if isinstance(gt, (str, os.PathLike)):
-        gt = read_json(gt)
-    elif not isinstance(gt, Mapping) and hasattr(gt, "to_dict") and hasattr(gt, "annotations"):
-        gt = gt.to_dict()
+    fast = _fast_gt(gt) if isinstance(gt, (str, os.PathLike)) else None
+    if fast is not None:
+        gt = {**fast[0], "annotations": None}
+        cols: dict[str, Any] | None = fast[1]
+    else:
+        cols = None
+        if isinstance(gt, (str, os.PathLike)):
+            gt = read_json(gt)
+        elif not isinstance(gt, Mapping) and hasattr(gt, "to_dict") and hasattr(gt, "annotations"):
+            gt = gt.to_dict()
     if not isinstance(gt, Mapping):
         raise TinysetError(f"{label}: ground truth must be a COCO JSON object")
     for key in ("images", "annotations", "categories"):
-        if not isinstance(gt.get(key), list):
+        if not isinstance(gt.get(key), list) and not (cols is not None and key == "annotations"):
             raise TinysetError(f"{label}: ground truth lacks the {key!r} list")
-    images, anns, cats = gt["images"], gt["annotations"], gt["categories"]
+    images, cats = gt["images"], gt["categories"]
     image_ids = _ints(_column(images, "id", label, "image"), label, "image", "id")
     _unique_ids(image_ids, label, "image")
     cat_ids = _ints(_column(cats, "id", label, "category"), label, "category", "id")
@@ -184,48 +231,86 @@ def load_gt(gt: Any) -> GroundTruth:
     order = np.argsort(image_ids, kind="stable")
     fields = {f: [images[i].get(f) for i in order] for f in IMAGE_FIELDS}
     image_ids, cat_ids = image_ids[order], np.sort(cat_ids)
-    ann_id = _ints(_column(anns, "id", label, "annotation"), label, "annotation", "id")
-    _unique_ids(ann_id, label, "annotation")
-    img = _index(_ints(_column(anns, "image_id", label, "annotation"), label, "annotation",
-                       "image_id"), image_ids, label, "annotation", "image_id")
-    cat = _index(_ints(_column(anns, "category_id", label, "annotation"), label, "annotation",
-                       "category_id"), cat_ids, label, "annotation", "category_id")
-    box = _boxes(_column(anns, "bbox", label, "annotation"), label, "annotation")
-    areas = _column(anns, "area", label, "annotation", default=None)
-    if any(a is None for a in areas):
-        areas = [box[i, 2] * box[i, 3] if a is None else a for i, a in enumerate(areas)]
-    area = _floats(areas, label, "annotation", "area")
+    what = "annotation"
+    if cols is None:
+        anns = gt["annotations"]
+        cols = {key: _ints(_column(anns, key, label, what), label, what, key)
+                for key in ("id", "image_id", "category_id")}
+        cols["bbox"] = _boxes(_column(anns, "bbox", label, what), label, what)
+        areas = _column(anns, "area", label, what, default=None)
+        if any(a is None for a in areas):
+            box = cols["bbox"]
+            areas = [box[i, 2] * box[i, 3] if a is None else a for i, a in enumerate(areas)]
+        cols["area"] = _floats(areas, label, what, "area")
+        cols["iscrowd"] = _ints(_column(anns, "iscrowd", label, what, default=0), label, what,
+                                "iscrowd")
+    else:
+        _check_boxes(cols["bbox"], label, what)
+        _check_finite(cols["area"], label, what, "area")
+    ann_id = cols["id"]
+    _unique_ids(ann_id, label, what)
+    img = _index(cols["image_id"], image_ids, label, what, "image_id")
+    cat = _index(cols["category_id"], cat_ids, label, what, "category_id")
+    area = cols["area"]
     if (area < 0).any():
         i = int(np.flatnonzero(area < 0)[0])
         raise TinysetError(f"{label}: annotation #{i}: area {area[i]} is negative")
-    crowd = _ints(_column(anns, "iscrowd", label, "annotation", default=0), label,
-                  "annotation", "iscrowd") != 0
-    return GroundTruth(label, image_ids, fields, cat_ids, img, cat, box, area, crowd, ann_id)
+    return GroundTruth(label, image_ids, fields, cat_ids, img, cat, cols["bbox"], area,
+                       cols["iscrowd"] != 0, ann_id)
+
+
+def _fast_dt(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    from benchmark.evaluate import fastjson
+
+    try:
+        cols = fastjson.read_results(path)
+    except (OSError, ValueError):
+        return None
+    if cols is None:
+        return None
+    out: dict[str, Any] = {"bbox": cols["bbox"], "score": cols["score"]}
+    for key in ("image_id", "category_id"):
+        out[key] = _fast_ints(cols, key)
+        if out[key] is None:
+            return None
+    ids = None
+    if len(cols["id"]) and cols["id:present"].all():
+        ids = _fast_ints(cols, "id")
+    out["id"] = ids
+    return out
 
 
 def load_dt(dt: Any, gt: GroundTruth) -> Detections:
     """Read COCO results (a JSON path or a list of dicts) against ``gt``."""
     label = _label(dt, "<detections>")
-    if isinstance(dt, (str, os.PathLike)):
-        dt = read_json(dt)
-    if isinstance(dt, Mapping) and isinstance(dt.get("annotations"), list):
-        dt = dt["annotations"]
-    if not isinstance(dt, list):
-        raise TinysetError(f"{label}: detections must be a JSON list of COCO results")
     what = "detection"
-    img = _index(_ints(_column(dt, "image_id", label, what), label, what, "image_id"),
-                 gt.image_ids, label, what, "image_id")
-    cat = _index(_ints(_column(dt, "category_id", label, what), label, what, "category_id"),
-                 gt.cat_ids, label, what, "category_id")
-    box = _boxes(_column(dt, "bbox", label, what), label, what)
-    score = _floats(_column(dt, "score", label, what), label, what, "score")
-    if dt and "id" in dt[0]:
-        ids = [d.get("id") for d in dt]
-        if all(isinstance(i, int) for i in ids):
-            _unique_ids(np.asarray(ids, np.int64), label, what)
+    cols = _fast_dt(dt) if isinstance(dt, (str, os.PathLike)) else None
+    if cols is not None:
+        _check_boxes(cols["bbox"], label, what)
+        _check_finite(cols["score"], label, what, "score")
+        if cols["id"] is not None:
+            _unique_ids(cols["id"], label, what)
+    else:
+        if isinstance(dt, (str, os.PathLike)):
+            dt = read_json(dt)
+        if isinstance(dt, Mapping) and isinstance(dt.get("annotations"), list):
+            dt = dt["annotations"]
+        if not isinstance(dt, list):
+            raise TinysetError(f"{label}: detections must be a JSON list of COCO results")
+        cols = {key: _ints(_column(dt, key, label, what), label, what, key)
+                for key in ("image_id", "category_id")}
+        cols["bbox"] = _boxes(_column(dt, "bbox", label, what), label, what)
+        cols["score"] = _floats(_column(dt, "score", label, what), label, what, "score")
+        if dt and "id" in dt[0]:
+            ids = [d.get("id") for d in dt]
+            if all(isinstance(i, int) for i in ids):
+                _unique_ids(np.asarray(ids, np.int64), label, what)
+    img = _index(cols["image_id"], gt.image_ids, label, what, "image_id")
+    cat = _index(cols["category_id"], gt.cat_ids, label, what, "category_id")
+    box = cols["bbox"]
     # Python's float product, as loadRes computes ``bb[2] * bb[3]``.
     area = box[:, 2] * box[:, 3]
-    return Detections(label, img, cat, box, score, area)
+    return Detections(label, img, cat, box, cols["score"], area)
 
 
 def load_prompts(prompts: Any, gt: GroundTruth) -> Prompts:
