@@ -1,0 +1,337 @@
+"""External adapter: research repositories run in the user's own checkout and environment.
+
+Each Table I method without a pip-installable implementation (RFLA, HS-FPN, DN-TOD, SSD-Det,
+PseCo, Co-mining, Calibrated Teacher, P2BNet, PointOBB-v2/v3, Point Teacher, Point2RBox-v3) has a
+**recipe**: a TOML file under ``adapters/recipes/`` (data, not code) that says
+
+* where the code lives (``repo_url``), its framework, licence and how to install it;
+* the data layout it reads (``data = "coco"`` boxes, ``"coco-points"`` point labels, or
+  ``"dota"``, which this toolkit does not write yet, so those rows report ``unavailable``);
+* the configs to generate (``[configs.<name>]``: the repository's base config plus TinySet's
+  overrides — one class, 1024² input, 3 epochs = 1×, up to 3,000 detections — rendered from
+  ``recipes/templates/<template>.py.tmpl``);
+* the train commands (``train``, run in order) and the test command (``test``), with
+  placeholders ``{python} {repo} {work_dir} {config} {config:NAME} {checkpoint}
+  {checkpoint:NAME} {results_prefix} {seed} {train_ann} {eval_ann} {unlabeled_ann}``;
+* where the checkpoint and the COCO results land (``checkpoint``, ``results``).
+
+Options (methods.toml ``options`` or ``job.extra``; extra wins): ``recipe`` (required), ``repo``
+(the checkout; else the environment variable named by the recipe's ``repo_env``), ``python``
+(else ``job.env_python`` / ``--env-python``), ``recipe_file`` (a user's own TOML, same schema),
+``base_config`` (replaces the main config's base), ``manual_step_done`` (for recipes with a
+one-time manual step), ``smoke_epochs`` / ``smoke_size``, ``batch``.
+
+Commands run with ``cwd`` = the checkout and the checkout on ``PYTHONPATH``; output goes to
+``work_dir/<step>.log``; a failing command raises with the log's last lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from adapters.base import Detections, Job
+from adapters.coco_data import Export, detections_from_coco_results, export_coco
+from tinyset_builder.errors import TinysetError
+from tinyset_builder.io import read_json, write_json
+
+RECIPES_DIR = Path(__file__).with_name("recipes")
+TEMPLATES_DIR = RECIPES_DIR / "templates"
+PAPER_SIZE = 1024
+MAX_DET = 3000
+LOG_TAIL = 15
+
+
+# ---------------------------------------------------------------------------------------------
+# recipes
+
+def recipe_names() -> list[str]:
+    """Names of the shipped recipes (``adapters/recipes/<name>.toml``)."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def load_recipe(name: str, path: Path | None = None) -> dict[str, Any]:
+    """Read a recipe by name (or from ``path``) and check its required keys.
+
+    Raises:
+        TinysetError: unknown recipe, unreadable TOML or a missing key (one line).
+    """
+    file = path or RECIPES_DIR / f"{name}.toml"
+    if not file.is_file():
+        raise TinysetError(f"unknown external recipe {name!r} ({file} not found); known: "
+                           f"{', '.join(recipe_names())}")
+    try:
+        recipe = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise TinysetError(f"{file}: not valid TOML ({e})") from None
+    for key in ("name", "repo_url", "install", "repo_env", "data", "train", "test",
+                "results"):
+        if key not in recipe:
+            raise TinysetError(f"{file}: recipe lacks {key!r}")
+    if recipe["data"] not in ("coco", "coco-points", "dota"):
+        raise TinysetError(f"{file}: data must be coco, coco-points or dota")
+    recipe.setdefault("configs", {})
+    recipe["_file"] = str(file)
+    return recipe
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+(?::[a-z0-9_]+)?)\}")
+
+
+def fill(text: str, placeholders: Mapping[str, str]) -> str:
+    """Replace ``{name}`` / ``{name:config}`` placeholders (str.format would read ``:x`` as a
+    format spec); braces around anything but a lowercase name (a dict literal) are left alone.
+
+    Raises:
+        TinysetError: an unknown placeholder (names it).
+    """
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in placeholders:
+            raise TinysetError(f"recipe text {text!r}: unknown placeholder {{{m.group(1)}}}")
+        return placeholders[m.group(1)]
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def _render_config(recipe: Mapping[str, Any], name: str, spec: Mapping[str, Any],
+                   values: Mapping[str, Any]) -> str:
+    """One generated config from its template (``spec["template"]``) and ``values``."""
+    template = TEMPLATES_DIR / f"{spec.get('template', 'mmdet2')}.py.tmpl"
+    if not template.is_file():
+        raise TinysetError(f"{recipe['_file']}: configs.{name}: no template {template.name}")
+    size, epochs = values["size"], values["epochs"]
+    py = repr
+    standard = spec.get("pipeline", "standard") == "standard"
+    pipelines = (Template((TEMPLATES_DIR / "pipelines_mmdet2.py.tmpl").read_text())
+                 .substitute(size=size) if standard else
+                 "# pipelines: the base config's own (recipe pipeline = \"keep\")")
+    train_ann = fill(spec.get("train_ann", "{train_ann}"), values["placeholders"])
+    eval_ann = fill(spec.get("eval_ann", "{eval_ann}"), values["placeholders"])
+    kind = spec.get("dataset", "plain")
+    if kind == "self":  # SoftTeacher-style sup/unsup sources, both the (sparse) train file
+        train_dataset = (f"sup=dict(type='CocoDataset', classes=classes, ann_file={py(train_ann)}, "
+                         f"img_prefix=data_root),\n        unsup=dict(type='CocoDataset', "
+                         f"classes=classes, ann_file={py(train_ann)}, img_prefix=data_root)")
+    elif kind == "semi":
+        if values["unlabeled_ann"] is None:
+            raise TinysetError(f"recipe {recipe['name']}: needs unlabeled images (a semi "
+                               f"setting: train_labeled.json + train_unlabeled.json)")
+        train_dataset = (f"sup=dict(type='CocoDataset', classes=classes, ann_file={py(train_ann)}, "
+                         f"img_prefix=data_root),\n        unsup=dict(type='CocoDataset', "
+                         f"classes=classes, ann_file={py(values['unlabeled_ann'])}, "
+                         f"img_prefix=data_root)")
+    else:
+        train_dataset = (f"type='CocoDataset', classes=classes, ann_file={py(train_ann)}, "
+                         f"img_prefix=data_root" + (", pipeline=train_pipeline" if standard else ""))
+    if spec.get("runner", "epoch") == "iter":
+        iters = max(1, math.ceil(epochs * values["n_train"] / values["batch"]))
+        schedule = (f"runner = dict(type='IterBasedRunner', max_iters={iters})\n"
+                    f"lr_config = dict(step=[{max(1, iters * 2 // 3)}, {max(1, iters * 8 // 9)}])")
+    else:
+        steps = sorted({max(1, round(epochs * 2 / 3)), max(1, round(epochs * 8 / 9))})
+        schedule = (f"runner = dict(type='EpochBasedRunner', max_epochs={epochs})\n"
+                    f"lr_config = dict(step={steps})")
+    base = values["base_config"] if name == "main" and values.get("base_config") else \
+        spec["base_config"]
+    return Template(template.read_text(encoding="utf-8")).substitute(
+        recipe=recipe["name"], size=size, epochs=epochs, seed=values["seed"],
+        base_config=py(str(Path(values["repo"]) / base)),
+        classes=py(tuple(values["classes"])), images_root=py(values["images_root"]),
+        pipelines=pipelines, batch=values["batch"], train_dataset=train_dataset,
+        eval_ann=py(eval_ann),
+        test_pipeline_ref=", pipeline=test_pipeline" if standard else "",
+        model_override=spec.get("model_override", "dict()").replace("$max_det", str(MAX_DET))
+        .replace("$num_classes", str(len(values["classes"]))),
+        schedule=schedule, extra=spec.get("extra", ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# the adapter
+
+class ExternalAdapter:
+    """Runs a research repository's own train/test commands (see the module docstring)."""
+
+    @staticmethod
+    def _opt(job: Job, key: str, default: Any = None) -> Any:
+        return job.extra.get(key, job.options.get(key, default))
+
+    def recipe(self, job: Job) -> dict[str, Any]:
+        """The job's recipe (option ``recipe``, or the user's ``recipe_file``)."""
+        name = self._opt(job, "recipe")
+        if not name:
+            raise TinysetError(f"method {job.method.get('id')}: external adapter needs option "
+                               f"'recipe' ({', '.join(recipe_names())})")
+        file = self._opt(job, "recipe_file")
+        return load_recipe(str(name), Path(file) if file else None)
+
+    def _repo(self, job: Job, recipe: Mapping[str, Any]) -> Path | None:
+        repo = self._opt(job, "repo") or os.environ.get(recipe["repo_env"])
+        return Path(repo).expanduser() if repo else None
+
+    def _python(self, job: Job) -> str | None:
+        return self._opt(job, "python") or job.env_python
+
+    def unavailable(self, job: Job) -> str | None:
+        """What is missing: the checkout, its environment, a manual step, or a data layout."""
+        try:
+            recipe = self.recipe(job)
+        except TinysetError as e:
+            return str(e)
+        how = f"git clone {recipe['repo_url']} and {recipe['install']}"
+        repo = self._repo(job, recipe)
+        if repo is None:
+            return (f"{recipe['name']}: no checkout named; {how}, then pass its path as option "
+                    f"'repo' or set {recipe['repo_env']}")
+        if not repo.is_dir():
+            return f"{recipe['name']}: checkout {repo} not found; {how}"
+        if recipe["data"] == "dota":
+            return (f"{recipe['name']}: reads DOTA-format labelTxt files, which tinyset does not "
+                    f"export yet; {recipe.get('data_note', 'convert the COCO files yourself')}")
+        python = self._python(job)
+        if python is None:
+            return (f"{recipe['name']}: name the checkout's environment with --env-python "
+                    f"(or option 'python'); {recipe['install']}")
+        if shutil.which(python) is None:
+            return f"{recipe['name']}: interpreter {python} not found or not executable"
+        for cname, spec in recipe["configs"].items():
+            base = (self._opt(job, "base_config") if cname == "main" else None) or \
+                spec["base_config"]
+            if not (repo / base).is_file():
+                return (f"{recipe['name']}: {repo / base} not found in the checkout "
+                        f"({spec.get('missing_note', 'is it the right repository/branch?')})")
+        if recipe.get("manual_step") and not self._opt(job, "manual_step_done", False):
+            return (f"{recipe['name']}: one-time manual step: {recipe['manual_step']} "
+                    f"(then set option manual_step_done = true)")
+        if recipe.get("needs_unlabeled") and job.unlabeled_json is None:
+            return f"{recipe['name']}: needs a semi setting (labeled + unlabeled images)"
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _schedule(self, job: Job) -> tuple[int, int]:
+        if job.schedule == "smoke":
+            return (int(self._opt(job, "smoke_epochs", 1)), int(self._opt(job, "smoke_size", 256)))
+        return (max(1, math.ceil(float(job.method.get("epochs", 3.0)))),
+                int(self._opt(job, "size", PAPER_SIZE)))
+
+    def _prepare(self, job: Job) -> dict[str, Any]:
+        """Export the data, render the configs, return everything the commands need."""
+        recipe = self.recipe(job)
+        repo = self._repo(job, recipe)
+        if repo is None or self._python(job) is None:
+            raise TinysetError(self.unavailable(job) or "external adapter: not runnable")
+        work = job.work_dir.resolve()
+        data = work / "data"
+        agnostic = bool(self._opt(job, "class_agnostic", True))
+        mode = "points" if recipe["data"] == "coco-points" else "boxes"
+        train = export_coco(job.train_json, job.data_dir, data / "train.json",
+                            class_agnostic=agnostic, mode=mode)
+        test = export_coco(job.eval_json, job.data_dir, data / "eval.json",
+                           class_agnostic=agnostic)
+        unlabeled: Export | None = None
+        if job.unlabeled_json is not None:
+            unlabeled = export_coco(job.unlabeled_json, job.data_dir, data / "unlabeled.json",
+                                    class_agnostic=agnostic)
+        epochs, size = self._schedule(job)
+        placeholders = {"python": str(self._python(job)), "repo": str(repo.resolve()),
+                        "work_dir": str(work), "seed": str(job.seed),
+                        "train_ann": str(train.path), "eval_ann": str(test.path),
+                        "unlabeled_ann": str(unlabeled.path) if unlabeled else "",
+                        "results_prefix": str(work / "results")}
+        for cname in recipe["configs"]:
+            suffix = "" if cname == "main" else f"_{cname}"
+            placeholders[f"config:{cname}"] = str(work / f"tinyset_config{suffix}.py")
+            placeholders[f"work_dir:{cname}"] = str(work / cname) if suffix else str(work)
+        placeholders["config"] = placeholders.get("config:main", "")
+        for key, rel in recipe.get("checkpoints", {"main": recipe.get("checkpoint",
+                                                                      "latest.pth")}).items():
+            placeholders[f"checkpoint:{key}"] = str(work / rel)
+        placeholders["checkpoint"] = placeholders.get("checkpoint:main", "")
+        values = {"size": size, "epochs": epochs, "seed": job.seed, "repo": str(repo.resolve()),
+                  "classes": train.classes, "images_root": str((job.data_dir / "images")
+                                                               .resolve()) + "/",
+                  "batch": int(self._opt(job, "batch", 2)), "eval_ann": str(test.path),
+                  "unlabeled_ann": str(unlabeled.path) if unlabeled else None,
+                  "n_train": train.counts["images"], "placeholders": placeholders,
+                  "base_config": self._opt(job, "base_config")}
+        configs = {}
+        for cname, spec in recipe["configs"].items():
+            text = _render_config(recipe, cname, spec, values)
+            path = Path(placeholders[f"config:{cname}"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            configs[cname] = str(path)
+        return {"recipe": recipe, "repo": repo, "work": work, "train": train, "test": test,
+                "placeholders": placeholders, "configs": configs, "epochs": epochs,
+                "size": size}
+
+    @staticmethod
+    def _command(args: Sequence[str], placeholders: Mapping[str, str]) -> list[str]:
+        return [fill(a, placeholders) for a in args]
+
+    @staticmethod
+    def _run(cmd: Sequence[str], repo: Path, log: Path) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo.resolve()),
+                                                        env.get("PYTHONPATH", "")) if p)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w", encoding="utf-8") as out:
+            out.write("$ " + " ".join(cmd) + "\n")
+            out.flush()
+            proc = subprocess.run(list(cmd), cwd=repo, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, check=False)
+        if proc.returncode != 0:
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
+            raise TinysetError(f"{cmd[0]} {' '.join(cmd[1:3])} ... exited with "
+                               f"{proc.returncode} (log {log}): " + " | ".join(tail))
+
+    # -- protocol --------------------------------------------------------------------------
+    def train(self, job: Job) -> dict[str, Any]:
+        """Export, render configs, run the recipe's train commands (skipped when done)."""
+        prep = self._prepare(job)
+        recipe, work, ph = prep["recipe"], prep["work"], prep["placeholders"]
+        commands = [self._command(c, ph) for c in recipe["train"]]
+        digest = hashlib.sha256(json.dumps(
+            {"commands": commands, "configs": {k: Path(v).read_text() for k, v in
+                                              prep["configs"].items()},
+             "train": hashlib.sha256(prep["train"].path.read_bytes()).hexdigest()},
+            sort_keys=True).encode()).hexdigest()[:16]
+        notes: dict[str, Any] = {
+            "recipe": recipe["name"], "repo": str(prep["repo"]), "repo_url": recipe["repo_url"],
+            "licence": recipe.get("licence", "not stated"), "configs": prep["configs"],
+            "epochs": prep["epochs"], "input_size": prep["size"],
+            "train_commands": [" ".join(c) for c in commands], "export": prep["train"].counts,
+            "config_digest": digest}
+        if recipe.get("notes"):
+            notes["recipe_notes"] = recipe["notes"]
+        done = work / "external_done.json"
+        if done.is_file() and read_json(done).get("config_digest") == digest \
+                and Path(ph["checkpoint"]).exists():
+            return {**notes, "reused": ph["checkpoint"]}
+        for i, cmd in enumerate(commands):
+            self._run(cmd, prep["repo"], work / f"train_{i}.log")
+        if not Path(ph["checkpoint"]).exists():
+            raise TinysetError(f"{recipe['name']}: training finished but {ph['checkpoint']} "
+                               f"was not written (recipe 'checkpoint' wrong?)")
+        write_json(done, {"config_digest": digest, "checkpoint": ph["checkpoint"]}, indent=1)
+        return {**notes, "checkpoint": ph["checkpoint"]}
+
+    def predict(self, job: Job) -> Sequence[Detections]:
+        """Run the recipe's test command and parse its COCO results file."""
+        prep = self._prepare(job)
+        recipe, ph = prep["recipe"], prep["placeholders"]
+        results = Path(self._command([recipe["results"]], ph)[0])
+        results.unlink(missing_ok=True)
+        self._run(self._command(recipe["test"], ph), prep["repo"], prep["work"] / "test.log")
+        if not results.is_file():
+            raise TinysetError(f"{recipe['name']}: test command wrote no {results}")
+        return detections_from_coco_results(results, job.eval_json, prep["train"].to_dataset)

@@ -1,0 +1,1 @@
+"""Stand-in detector package of the fake research repository (tests only)."""
