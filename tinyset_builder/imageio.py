@@ -29,6 +29,8 @@ def image_size(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """
     from PIL import Image, UnidentifiedImageError
 
+    # Pillow refuses headers above 2x its own bomb limit (~179 Mpx) before we can apply ours.
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
     try:
         with Image.open(path) as im:
             w, h = im.size
