@@ -129,7 +129,8 @@ def check_env_python(env_python: str | None) -> None:
 def plan(methods: Iterable[Method], data_dir: Path, runs_dir: Path, *,
          seeds: Sequence[int] = (0,), schedule: str = "paper", split: str = "test",
          device: str = "cpu", env_python: str | None = None, command: Sequence[str] = (),
-         force: bool = False, settings: Sequence[str] | None = None) -> list[RunSpec]:
+         force: bool = False, settings: Sequence[str] | None = None,
+         extra: Mapping[str, Any] | None = None) -> list[RunSpec]:
     """Plan (method × setting × seed) runs; ``settings`` overrides each method's own setting.
 
     The dataset is checked first (:func:`check_dataset`); variants are not derived here
@@ -147,7 +148,8 @@ def plan(methods: Iterable[Method], data_dir: Path, runs_dir: Path, *,
                 specs.append(RunSpec(method=m.to_dict(), setting=setting, seed=seed,
                                      data_dir=data_dir, runs_dir=runs_dir, dataset=key,
                                      schedule=schedule, split=split, device=device,
-                                     env_python=env_python, command=tuple(command), force=force))
+                                     env_python=env_python, command=tuple(command), force=force,
+                                     extra=dict(extra or {})))
     return specs
 
 
