@@ -2,8 +2,9 @@
 
 Each evaluator runs as its own process on the same GT/DT JSON files, from JSON loading to the
 final summary, with the TinySet protocol (class-agnostic, IoU thresholds 0.25 + 0.50:0.95, five
-area ranges, maxDets 100/1500/3000). We record wall time and peak RSS (``wait4`` rusage of the
-child), and check that every peer's precision array equals the native one bit for bit.
+area ranges, maxDets 100/1500/3000). We record wall time, CPU time (user + system, all threads)
+and peak RSS (``wait4`` rusage of the child), and check that every peer's precision array equals
+the first peer's bit for bit (``identical_to_first``).
 
 Sizes (issue 9): ``small`` = 20 images x 1,500 GT x 2,000 detections; ``large`` = 200 images x
 3,000 GT x 3,000 detections. pycocotools runs only at the small size (hours at the large one).
@@ -129,21 +130,32 @@ def _command(peer: str, gt: Path, dt: Path, out: Path) -> list[str]:
     return [py, "-c", script, str(gt), str(dt), str(out)]
 
 
-def run_peer(peer: str, gt: Path, dt: Path, work: Path) -> dict:
+def run_peer(peer: str, gt: Path, dt: Path, work: Path, timeout: float | None = None) -> dict:
     """Run one evaluator as a child process; return wall seconds, peak RSS MB and its array."""
     out = work / f"{peer}.npy"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
-    proc = subprocess.Popen(_command(peer, gt, dt, out), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    err_path = work / f"{peer}.stderr"
+    with err_path.open("wb") as err_file:
+        proc = subprocess.Popen(_command(peer, gt, dt, out), cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err_file)
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if timeout is not None and time.perf_counter() - t0 > timeout:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            return {"peer": peer, "error": f"timeout after {timeout:.0f} s"}
+        time.sleep(0.05)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    err = err_path.read_text(errors="replace")
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         return {"peer": peer, "error": err.strip().splitlines()[-1:] or ["failed"]}
-    return {"peer": peer, "seconds": round(wall, 2), "peak_mb": round(usage.ru_maxrss / 1024),
-            "precision": np.load(out)}
+    return {"peer": peer, "seconds": round(wall, 2),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_mb": round(usage.ru_maxrss / 1024), "precision": np.load(out)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pycocotools-large", action="store_true",
                     help="also run pycocotools at the large size (hours)")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="give up on a peer after this many seconds (recorded as a timeout)")
     args = ap.parse_args(argv)
     peers = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(peers) - set(PEERS)
@@ -169,12 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             for peer in peers:
                 if size == "large" and peer in SLOW_AT_LARGE and not args.pycocotools_large:
                     continue
-                r = run_peer(peer, gt, dt, work)
+                r = run_peer(peer, gt, dt, work, args.timeout)
                 if "precision" in r:
                     arr = r.pop("precision")
                     if ref is None:
                         ref = arr
                     r["identical_to_first"] = bool(np.array_equal(arr, ref))
+                    if arr.shape == ref.shape:
+                        r["max_abs_diff"] = float(np.abs(arr - ref).max())
                 r["size"] = f"{n_img}x{n_gt}x{n_dt}"
                 results.append(r)
                 print(json.dumps(r), flush=True)
