@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from protocols_fixture import write_built_dataset
 
 import benchmark.protocols.derive as derive_mod
@@ -210,3 +212,22 @@ def test_a_shared_cache_parses_each_annotation_file_once(data: Path,
     fresh = derive_variant(data, "shot-1", force=True)
     assert fresh == b and "clean_bbox" not in (b / "train.json").read_text()
     assert "clean_bbox" in (a / "train.json").read_text()
+
+
+@given(requests=st.lists(st.tuples(st.sampled_from(["semi-5", "p2sod-1", "p2sod-3",
+                                                    "points-jitter"]),
+                                   st.integers(0, 3), st.integers(0, 2),
+                                   st.one_of(st.none(), st.integers(1, 4)),
+                                   st.one_of(st.none(), st.sampled_from([0.0, 0.1, 0.25, 1.0]))),
+                         max_size=30))
+def test_distinct_requests_get_distinct_folders(requests: list[tuple]) -> None:
+    names: dict[str, tuple] = {}
+    for setting, seed, fold, k, jitter in requests:
+        spec = SETTINGS[setting]
+        fold = fold if spec.kind == "semi" else 0
+        opts = {"num_points": k if "num_points" in dict(spec.defaults) else None,
+                "jitter": jitter if "jitter" in dict(spec.defaults) else None}
+        resolved = derive_mod.resolve_options(spec, fold, opts)
+        key = (setting, seed, fold, tuple(sorted(resolved.items())))
+        name = variant_name(setting, seed=seed, fold=fold, **opts)
+        assert names.setdefault(name, key) == key  # one name, one request
