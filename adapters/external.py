@@ -85,6 +85,29 @@ def load_recipe(name: str, path: Path | None = None) -> dict[str, Any]:
     return recipe
 
 
+def run_logged(cmd: Sequence[str], cwd: Path, log: Path, *, pythonpath: Path | None = None,
+               ) -> None:
+    """Run ``cmd`` in ``cwd`` with output to ``log``; raise with the log's tail on failure.
+
+    Raises:
+        TinysetError: non-zero exit (one line: the command, the log path, its last lines).
+    """
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath.resolve()),
+                                                        env.get("PYTHONPATH", "")) if p)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as out:
+        out.write("$ " + " ".join(cmd) + "\n")
+        out.flush()
+        proc = subprocess.run(list(cmd), cwd=cwd, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
+        raise TinysetError(f"{cmd[0]} {' '.join(cmd[1:3])} ... exited with "
+                           f"{proc.returncode} (log {log}): " + " | ".join(tail))
+
+
 _PLACEHOLDER = re.compile(r"\{([a-z_]+(?::[a-z0-9_]+)?)\}")
 
 
@@ -280,19 +303,7 @@ class ExternalAdapter:
 
     @staticmethod
     def _run(cmd: Sequence[str], repo: Path, log: Path) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo.resolve()),
-                                                        env.get("PYTHONPATH", "")) if p)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("w", encoding="utf-8") as out:
-            out.write("$ " + " ".join(cmd) + "\n")
-            out.flush()
-            proc = subprocess.run(list(cmd), cwd=repo, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, check=False)
-        if proc.returncode != 0:
-            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
-            raise TinysetError(f"{cmd[0]} {' '.join(cmd[1:3])} ... exited with "
-                               f"{proc.returncode} (log {log}): " + " | ".join(tail))
+        run_logged(cmd, repo, log, pythonpath=repo)
 
     # -- protocol --------------------------------------------------------------------------
     def train(self, job: Job) -> dict[str, Any]:
