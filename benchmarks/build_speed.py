@@ -150,7 +150,9 @@ def worker_peaks(conv: Conversion, raw: Path, out: Path) -> list[float]:
     pkl = out.parent / f"{out.name}.tasks.pkl"
     pkl.write_bytes(pickle.dumps(tasks))
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(pkl)], capture_output=True,
-                          text=True, cwd=ROOT, check=True)
+                          text=True, cwd=ROOT)
+    if proc.returncode:
+        raise SystemExit(f"worker failed:\n{proc.stderr}")
     return [float(v) for v in proc.stdout.split()]
 
 

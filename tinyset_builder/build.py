@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from tinyset_builder import __version__
 from tinyset_builder.coco import SPLITS, CocoCategory, CocoImage
 from tinyset_builder.dedupe import FirstSeen
@@ -42,6 +44,8 @@ from tinyset_builder.pipeline import (
     load_result,
     output_ext,
     run_task,
+    task_boxes,
+    window_boxes,
 )
 from tinyset_builder.splits import DEFAULT_RATIOS, assign_split, check_ratios
 from tinyset_builder.tiling import TilingOptions
@@ -385,6 +389,7 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
                 continue
             acc.add_outcomes(res)
             anns = by_image[images_by_file[task.original_file].id]
+            boxes, iscrowd = task_boxes(task)
             w = writers[task.split]
             for o in res["outputs"]:
                 image_id = w.n_images + 1
@@ -395,9 +400,14 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
                     window=tuple(o["window"]), scale=task.scale).to_dict())
                 referenced[task.split].append(o["file_name"])
                 acc.out_images[task.split] += 1
+                tb = window_boxes(task, boxes, iscrowd, tuple(o["tile_window"]))
+                xyxy = tb.xyxy
+                wh = np.stack([xyxy[:, 0], xyxy[:, 1], xyxy[:, 2] - xyxy[:, 0],
+                               xyxy[:, 3] - xyxy[:, 1]], axis=1)
                 records = []
                 next_id = w.n_annotations + 1
-                for i, x, y, bw, bh, crowd in o["annotations"]:
+                for i, (x, y, bw, bh), crowd in zip(tb.index.tolist(), wh.tolist(),
+                                                    tb.iscrowd.tolist(), strict=True):
                     a = anns[i]
                     d = {"id": next_id, "image_id": image_id,
                          "category_id": global_id[local_name[a.category_id]],
@@ -609,6 +619,7 @@ def summary_table(record: Mapping[str, Any]) -> Any:
         dropped = ", ".join(f"{k} {v}" for k, v in a["dropped"].items() if v) or "0"
         table.add_row(name, str(im["in"]), str(sum(im["failed"].values())),
                       str(im["duplicate"]), str(im["out"]), str(im["dropped_large_objects"]),
-                      str(im["dropped_empty"]), str(a["in"]), str(a["kept"]), str(a["clipped"]), str(a["ignore"]),
+                      str(im["dropped_empty"]), str(a["in"]), str(a["kept"]),
+                      str(a["clipped"]), str(a["ignore"]),
                       dropped)
     return table

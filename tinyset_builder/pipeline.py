@@ -41,7 +41,13 @@ from tinyset_builder import __version__
 from tinyset_builder.errors import SourceError
 from tinyset_builder.filters import LargeObjectFilter
 from tinyset_builder.io import dumps_json, read_json, write_json
-from tinyset_builder.tiling import TilingOptions, boxes_in_window, crop_or_pad, window_grid
+from tinyset_builder.tiling import (
+    TileBoxes,
+    TilingOptions,
+    boxes_in_window,
+    crop_or_pad,
+    window_grid,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -229,6 +235,30 @@ def _window_in_original(window: tuple[int, int, int, int], scale: float, width: 
             height if y1 == sh else round(y1 / scale, 3)]
 
 
+def task_boxes(task: TileTask) -> tuple[np.ndarray, np.ndarray]:
+    """The task's boxes in the pixels of the (possibly downscaled) image, and their iscrowd."""
+    boxes = np.asarray(task.boxes, dtype=np.float64).reshape(-1, 4)
+    if task.scale != 1.0:
+        boxes = boxes * task.scale
+    return boxes, np.asarray(task.iscrowd, dtype=np.int64).reshape(-1)
+
+
+def window_boxes(task: TileTask, boxes: np.ndarray, iscrowd: np.ndarray,
+                 window: tuple[int, int, int, int]) -> TileBoxes:
+    """The boxes of one window as written to the dataset (clipped, classified, rounded).
+
+    The worker calls this to decide about a window; the merge calls it again to write the
+    window's annotations, so result files need not carry every box (same function, same
+    floats, same records).
+    """
+    tb = boxes_in_window(boxes, iscrowd, window, task.tiling.min_visible)
+    xyxy = np.round(tb.xyxy, 3) if task.scale != 1.0 else tb.xyxy
+    # A box that rounding squeezed to zero size is not a box; it stays "degenerate".
+    ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    return TileBoxes(index=tb.index[ok], xyxy=xyxy[ok], iscrowd=tb.iscrowd[ok],
+                     whole=tb.whole[ok], made_ignore=tb.made_ignore[ok])
+
+
 def process(task: TileTask) -> dict[str, Any]:
     """Run one task and return its result record (see the module docstring); writes outputs."""
     from tinyset_builder.dedupe import image_hash
@@ -240,57 +270,41 @@ def process(task: TileTask) -> dict[str, Any]:
     except SourceError as e:
         return {**base, "status": "error", "reason": error_reason(str(e)), "message": str(e)}
     digest = image_hash(image)
-    boxes = np.asarray(task.boxes, dtype=np.float64).reshape(-1, 4)
-    iscrowd = np.asarray(task.iscrowd, dtype=np.int64).reshape(-1)
+    boxes, iscrowd = task_boxes(task)
     if task.scale != 1.0:
         image = downscale(image, task.scale)  # the full-size image is freed here
-        boxes = boxes * task.scale
     sw, sh = image.size
     opts = task.tiling
     # rank[i] = best outcome of annotation i so far (index into OUTCOMES); start at the worst.
     rank = np.full(len(boxes), len(OUTCOMES) - 1, dtype=np.int64)
     outputs: list[dict[str, Any]] = []
     dropped_images = {"large_objects": 0, "empty": 0}
-    for window in window_grid(sw, sh, opts.tile, opts.overlap):
-        tb = boxes_in_window(boxes, iscrowd, window, opts.min_visible)
-        xyxy = tb.xyxy
-        if task.scale != 1.0:
-            xyxy = np.round(xyxy, 3)
-        ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-        # A box that rounding squeezed to zero size is not a box; it can only be "degenerate".
-        idx, xyxy, crowd = tb.index[ok], xyxy[ok], tb.iscrowd[ok]
-        whole, made_ignore = tb.whole[ok], tb.made_ignore[ok]
-        objects = xyxy[iscrowd[idx] == 0]  # the source's own ignore regions are not objects
+    grid = window_grid(sw, sh, opts.tile, opts.overlap)
+    for window in grid:
+        tb = window_boxes(task, boxes, iscrowd, window)
+        objects = tb.xyxy[iscrowd[tb.index] == 0]  # a source's own ignore regions: no objects
         content = float((window[2] - window[0]) * (window[3] - window[1]))
         if task.large_filter.rejects(objects, content):
-            np.minimum.at(rank, idx, OUTCOMES.index("dropped_large_objects"))
+            np.minimum.at(rank, tb.index, OUTCOMES.index("dropped_large_objects"))
             dropped_images["large_objects"] += 1
             continue
-        if not opts.keep_empty and not (crowd == 0).any():
-            np.minimum.at(rank, idx, OUTCOMES.index("dropped_empty_image"))
+        if not opts.keep_empty and not (tb.iscrowd == 0).any():
+            np.minimum.at(rank, tb.index, OUTCOMES.index("dropped_empty_image"))
             dropped_images["empty"] += 1
             continue
         # kept = whole label or whole source ignore region; clipped = cut but still itself;
         # ignore = a label made ignore because too little of it is left.
-        outcome = np.where(made_ignore, 2, np.where(whole, 0, 1))
-        np.minimum.at(rank, idx, outcome)
-        x0, y0 = window[0], window[1]
-        name = f"{task.stem}__x{x0}_y{y0}.{task.ext}"
+        np.minimum.at(rank, tb.index, np.where(tb.made_ignore, 2, np.where(tb.whole, 0, 1)))
+        name = f"{task.stem}__x{window[0]}_y{window[1]}.{task.ext}"
         data = encode(crop_or_pad(image, window, opts.tile, opts.pad_value), task.ext,
                       task.codec)
         write_file_atomic(Path(task.out) / "images" / task.split / name, data)
-        wh = np.stack([xyxy[:, 0], xyxy[:, 1], xyxy[:, 2] - xyxy[:, 0],
-                       xyxy[:, 3] - xyxy[:, 1]], axis=1)
-        outputs.append({
-            "file_name": name, "bytes": len(data),
-            "window": _window_in_original(window, task.scale, task.width, task.height,
-                                          (sw, sh)),
-            "annotations": [[i, *b, c] for i, b, c in zip(idx.tolist(), wh.tolist(),
-                                                          crowd.tolist(), strict=True)]})
+        outputs.append({"file_name": name, "bytes": len(data), "tile_window": list(window),
+                        "window": _window_in_original(window, task.scale, task.width,
+                                                      task.height, (sw, sh))})
     counts = {name: int((rank == k).sum()) for k, name in enumerate(OUTCOMES)}
     return {**base, "status": "ok", "pixel_hash": digest, "outputs": outputs,
-            "windows": len(window_grid(sw, sh, opts.tile, opts.overlap)),
-            "dropped_images": dropped_images, "outcomes": counts}
+            "windows": len(grid), "dropped_images": dropped_images, "outcomes": counts}
 
 
 def run_task(task: TileTask) -> tuple[str, str]:
