@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 
 #: Modules that add commands, in the order they appear in ``tinyset --help``.
@@ -38,26 +37,24 @@ def build_app() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print one line on stderr and exit 2."""
+    """Run the CLI and return its exit code; user errors print one line on stderr and give 2.
+
+    Typer's standalone mode reports usage errors (a missing option, a bad value) itself, as one
+    message with the usage line, and exits with code 2.
+    """
     from tinyset_builder.errors import TinysetError
 
     app = build_app()
     try:
-        app(args=argv, prog_name="tinyset", standalone_mode=False)
+        app(args=argv, prog_name="tinyset")
     except TinysetError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         return 2
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except click.exceptions.Abort:
-        typer.secho("aborted", fg="red", err=True)
-        return 130
-    except click.exceptions.Exit as e:
-        return e.exit_code
     except KeyboardInterrupt:
         typer.secho("interrupted", fg="red", err=True)
         return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -33,12 +34,19 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
                  "categories": list(i.categories), "identity": i.identity} for i in infos]
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "title", "domain", "format", "licence", "identity")
+    table = Table("name", "title", "domain", "format", "licence", "identity",
+                  caption="full licence, citation and identity notes: --json")
     for i in infos:
-        table.add_row(i.name, i.title, i.domain, i.native_format, i.license,
+        table.add_row(i.name, _headline(i.title), i.domain, _headline(i.native_format),
+                      _headline(i.license),
                       "confirmed" if i.identity == "confirmed" else "candidate")
     from tinyset_builder.progress import console
     console.print(table)
+
+
+def _headline(text: str) -> str:
+    """The part of a manifest text before its first parenthesis or semicolon."""
+    return re.split(r" \(|;", text, maxsplit=1)[0].strip()
 
 
 @sources_app.command("check")
@@ -69,7 +77,8 @@ def check_cmd(raw: RawOpt, sources: SourcesOpt = None) -> None:
             continue
         skipped = sum(conv.skipped.values())
         status = "[green]ok" if not skipped else f"[yellow]{skipped} bad records"
-        detail = "; ".join(f"{r}: {n} (e.g. {conv.examples[r]})" for r, n in conv.skipped.items())
+        detail = "; ".join(f"{n}× {r} (first: {conv.examples[r]})"
+                           for r, n in conv.skipped.items())
         table.add_row(name, status, str(len(conv.dataset.images)),
                       str(len(conv.dataset.annotations)), detail)
     console.print(table)

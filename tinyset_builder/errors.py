@@ -12,6 +12,7 @@ dropped silently.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, NoReturn
@@ -36,6 +37,20 @@ def where(path: object, record: object | None = None) -> str:
     return f"{path}" if record is None else f"{path}:{record}"
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_PATH = re.compile(r"[^\s'\"]*/[^\s'\"]*")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\b(?:nan|inf)\b")
+
+
+def reason_kind(reason: str) -> str:
+    """A reason with its specifics blanked, for counting skips by kind.
+
+    Paths become ``<path>``, quoted values ``'…'`` and numbers ``#``: ``box [1, 2, 3, 4] lies
+    outside the 800x600 image`` → ``box [#, #, #, #] lies outside the #x# image``.
+    """
+    return _NUMBER.sub("#", _QUOTED.sub("'…'", _PATH.sub("<path>", reason)))
+
+
 @dataclass
 class ErrorPolicy:
     """Decides what happens to a bad record: raise at once, or skip it and count why.
@@ -55,14 +70,18 @@ class ErrorPolicy:
             raise TinysetError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
 
     def fail(self, location: str, reason: str) -> None:
-        """Report a bad record at ``location``: raise, or count it under ``reason``.
+        """Report a bad record at ``location``: raise, or count it and go on.
 
-        Returns only in skip mode; the caller then drops the record.
+        Skips are counted by the *kind* of reason (:func:`reason_kind`: numbers and quoted values
+        blanked), so a thousand boxes outside their images make one row with a count, and the
+        first full message of each kind (``location: reason``) is kept in ``examples``. Returns
+        only in skip mode; the caller then drops the record.
         """
         if self.on_error == "raise":
             raise SourceError(f"{location}: {reason}")
-        self.skipped[reason] += 1
-        self.examples.setdefault(reason, location)
+        kind = reason_kind(reason)
+        self.skipped[kind] += 1
+        self.examples.setdefault(kind, f"{location}: {reason}")
 
     def fatal(self, location: str, reason: str) -> NoReturn:
         """Report a problem that no policy can skip (e.g. a missing source root)."""
