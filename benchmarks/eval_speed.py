@@ -10,7 +10,8 @@ Sizes (issue 9): ``small`` = 20 images x 1,500 GT x 2,000 detections; ``large`` 
 3,000 GT x 3,000 detections. pycocotools runs only at the small size (hours at the large one).
 
     nice -n 10 .venv/bin/python benchmarks/eval_speed.py
-    nice -n 10 .venv/bin/python benchmarks/eval_speed.py --sizes large --only native,ultrafast,hotcoco
+    nice -n 10 .venv/bin/python benchmarks/eval_speed.py --sizes large \
+        --only native,ultrafast,hotcoco
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def _command(peer: str, gt: Path, dt: Path, out: Path) -> list[str]:
     script = {"ultrafast": _COCOEVAL_SCRIPT.format(module="ultrafast_pycocotools"),
               "pycocotools": _COCOEVAL_SCRIPT.format(module="pycocotools.coco")
               .replace("from pycocotools.coco import COCO, COCOeval",
-                       "from pycocotools.coco import COCO\nfrom pycocotools.cocoeval import COCOeval"),
+                       "from pycocotools.coco import COCO\n"
+                       "from pycocotools.cocoeval import COCOeval"),
               "hotcoco": _HOTCOCO_SCRIPT, "faster-coco-eval": _FASTER_SCRIPT}[peer]
     return [py, "-c", script, str(gt), str(dt), str(out)]
 

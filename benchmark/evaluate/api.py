@@ -7,8 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.evaluate.inputs import (Detections, GroundTruth, Prompts, image_groups, load_dt,
-                                       load_gt, load_prompts, make_units)
+from benchmark.evaluate.inputs import (
+    Detections,
+    GroundTruth,
+    Prompts,
+    image_groups,
+    load_dt,
+    load_gt,
+    load_prompts,
+    make_units,
+)
 from benchmark.evaluate.native import EvalArrays, ImageMatches, match_native, run_native
 from benchmark.evaluate.params import MAX_DETS, NWD_CONSTANT, EvalParams
 from benchmark.evaluate.summary import summarize

@@ -9,6 +9,7 @@ Order matters for bit-identity, and it is pycocotools' order throughout:
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,7 @@ def n_threads() -> int:
 
 def _in_threads(fn: Callable[[int, int], None], bounds: list[int]) -> None:
     """Run ``fn(lo, hi)`` over consecutive ``bounds`` ranges in threads (the core drops the GIL)."""
-    ranges = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    ranges = [(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
     workers = min(n_threads(), len(ranges))
     if workers <= 1:
         for lo, hi in ranges:

@@ -88,7 +88,7 @@ def parse_max_dets(value: Sequence[int] | int | str) -> tuple[int, ...]:
 
 
 def parse_size_iou(value: str | float | Sequence[float]) -> tuple[float, ...]:
-    """``"0.5"`` → ``(0.5,)``; ``"0.5:0.95"`` → the 10 COCO thresholds; values must be in the grid."""
+    """``"0.5"`` → ``(0.5,)``; ``"0.5:0.95"`` → the 10 COCO thresholds (values from the grid)."""
     if isinstance(value, str):
         text = value.strip()
         if text in ("0.5:0.95", ".5:.95", "0.50:0.95"):

@@ -32,7 +32,8 @@ def _dt(**kw: Any) -> list[dict[str, Any]]:
 
 
 BAD_DT = {
-    "missing score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}], "lacks key 'score'"),
+    "missing score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}],
+                      "lacks key 'score'"),
     "missing bbox": ([{"image_id": 1, "category_id": 1, "score": .3}], "lacks key 'bbox'"),
     "nan score": (_dt(score=float("nan")), "detection #1: score is nan"),
     "inf box": (_dt(bbox=[0, 0, float("inf"), 5]), "detection #1: bbox"),
@@ -61,12 +62,14 @@ def _mutate_gt(fn) -> dict[str, Any]:
 
 
 BAD_GT = {
-    "duplicate image id": (lambda g: g["images"].append(dict(g["images"][0])), "duplicate image id 1"),
+    "duplicate image id": (lambda g: g["images"].append(dict(g["images"][0])),
+                           "duplicate image id 1"),
     "duplicate annotation id": (lambda g: g["annotations"].append(dict(g["annotations"][0])),
                                 "duplicate annotation id 1"),
     "duplicate category id": (lambda g: g["categories"].append({"id": 1, "name": "x"}),
                               "duplicate category id 1"),
-    "missing bbox": (lambda g: g["annotations"][0].pop("bbox"), "annotation #0 (id 1) lacks key 'bbox'"),
+    "missing bbox": (lambda g: g["annotations"][0].pop("bbox"),
+                     "annotation #0 (id 1) lacks key 'bbox'"),
     "nan area": (lambda g: g["annotations"][0].update(area=float("nan")), "area is nan"),
     "negative height": (lambda g: g["annotations"][0].update(bbox=[0, 0, 5, -2]), "negative"),
     "unknown image": (lambda g: g["annotations"][0].update(image_id=9), "image_id 9 is not"),

@@ -109,7 +109,8 @@ CORNERS: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
         [_det(1, [0, 0, 10, 10], .9, cat=2), _det(1, [20, 20, 10, 10], .8, cat=1),
          _det(1, [50, 50, 10, 10], .95, cat=3), _det(1, [0, 0, 10, 10], .7, cat=1)]),
     "max_dets_below_count": (
-        _gt([1, 2], [_ann(i, 1 + i % 2, [10 * (i % 8), 10 * (i // 8), 8, 8]) for i in range(1, 25)]),
+        _gt([1, 2], [_ann(i, 1 + i % 2, [10 * (i % 8), 10 * (i // 8), 8, 8])
+                     for i in range(1, 25)]),
         [_det(1 + i % 2, [10 * (i % 8) + (i % 3) - 1, 10 * (i // 8), 8, 8], round(1 - i / 40, 2))
          for i in range(1, 30)]),
     "gt_id_zero": (
