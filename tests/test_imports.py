@@ -28,6 +28,9 @@ LIGHT_MODULES = [
     "tinyset_builder.sources.sirst",
     "tinyset_builder.sources.yolo_common",
     "tinyset_builder.sources.license_plate",
+    "tinyset_builder.browse",
+    "tinyset_builder.hub",
+    "tinyset_builder.cli_hub",
 ]
 
 

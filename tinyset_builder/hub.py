@@ -56,7 +56,8 @@ EXPORT_SCHEMA = "tinyset-hub-export/1"
 
 def hub_features(category_names: Sequence[str]) -> Any:
     """The ``datasets.Features`` of an exported row (CPPE-5 schema plus provenance)."""
-    from datasets import ClassLabel, Features, Image, Sequence as Seq, Value
+    from datasets import ClassLabel, Features, Image, Value
+    from datasets import Sequence as Seq
 
     return Features({
         "image_id": Value("int64"),
@@ -513,7 +514,7 @@ def push(export_dir: Path, repo_id: str, *, token: str, private: bool = False,
         info = api.upload_folder(repo_id=repo_id, folder_path=str(export_dir),
                                  repo_type="dataset", token=token, commit_message=message,
                                  ignore_patterns=list(UPLOAD_IGNORE))
-    except Exception as e:  # noqa: BLE001 - any Hub/network failure becomes one clean line
+    except Exception as e:
         raise TinysetError(f"push to {repo_id} failed: {type(e).__name__}: "
                            f"{_scrub(str(e), token)}"[:500]) from None
     return str(getattr(info, "commit_url", info))
