@@ -94,9 +94,9 @@ def benchmark(
         console.print(f"{skipped} run(s) already stored ok in {runs}: skipped (--force re-runs)")
     frame = report_frame(ResultsStore(runs), paradigms=None if paradigm == "all" else [paradigm],
                          datasets=[specs[0].dataset] if specs else None)
-    from rich.console import Console
+    from benchmark.report import rich_console
 
-    out = Console()
+    out = rich_console()
     for t in to_rich(frame):
         out.print(t)
 
@@ -120,11 +120,11 @@ def report(
     from tinyset_builder.progress import console
 
     if fmt == "rich" and out is None:
-        from rich.console import Console
+        from benchmark.report import rich_console
 
         frame = report_frame(ResultsStore(runs), table=table, paradigms=_split_list(paradigm),
                              datasets=_split_list(dataset))
-        stdout = Console()
+        stdout = rich_console()
         for t in to_rich(frame, table):
             stdout.print(t)
         return

@@ -236,15 +236,18 @@ def to_csv(frame: Any) -> str:
 
 
 def to_rich(frame: Any, table: str = "I") -> list[Any]:
-    """rich Tables (one per dataset) for the terminal."""
+    """rich Tables (one per dataset) for the terminal: compact, one line per row."""
     from rich.table import Table
 
     tables = []
     for dataset, g in _sections(frame):
-        t = Table(title=f"Table {table} on {dataset} — paper / measured (%)", show_lines=False)
-        for i, h in enumerate(HEADERS):
-            t.add_column(h, justify="right" if 5 <= i < len(HEADERS) - 1 else "left",
-                         overflow="fold")
+        t = Table(title=f"Table {table} on {dataset} — paper / measured (%)",
+                  caption="status: ok (n seeds) | unavailable | failed | not run")
+        t.add_column("Row", no_wrap=True)
+        t.add_column("Setting", no_wrap=True)
+        for k in PAPER_METRICS:
+            t.add_column(k, justify="right", no_wrap=True)
+        t.add_column("Status", overflow="ellipsis", no_wrap=True, max_width=48)
         group = None
         for _, row in g.iterrows():
             if row["group"] != group:
@@ -254,10 +257,20 @@ def to_rich(frame: Any, table: str = "I") -> list[Any]:
             cells = _cells(row)
             kind = str(row["status"]).split(":", 1)[0]
             style = {"ok": "green", "failed": "red", "unavailable": "yellow"}.get(kind, "dim")
-            cells[-1] = f"[{style}]{cells[-1]}[/{style}]"
-            t.add_row(*cells)
+            t.add_row(f"{cells[0]} {cells[1]}", cells[2], *cells[5:-1],
+                      f"[{style}]{_status(cells[-1], 48)}[/{style}]")
         tables.append(t)
     return tables
+
+
+def rich_console(file: Any = None) -> Any:
+    """A stdout console that stays wide enough for the table when output is not a terminal."""
+    from rich.console import Console
+
+    console = Console(file=file)
+    if not console.is_terminal:
+        console = Console(file=file, width=200)
+    return console
 
 
 def _png(fig: Any) -> str:
@@ -379,7 +392,7 @@ def render(frame: Any, fmt: str, table: str = "I") -> str:
         return to_html(frame, table)
     from rich.console import Console
 
-    console = Console(record=True, width=220, file=io.StringIO())
+    console = Console(record=True, width=200, file=io.StringIO())
     for t in to_rich(frame, table):
         console.print(t)
     return console.export_text()
