@@ -38,7 +38,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, Literal
 
 from adapters.base import Detections, Job
 from adapters.coco_data import Export, detections_from_coco_results, export_coco
@@ -155,7 +155,8 @@ def _render_config(recipe: Mapping[str, Any], name: str, spec: Mapping[str, Any]
                          f"img_prefix=data_root)")
     else:
         train_dataset = (f"type='CocoDataset', classes=classes, ann_file={py(train_ann)}, "
-                         f"img_prefix=data_root" + (", pipeline=train_pipeline" if standard else ""))
+                         "img_prefix=data_root"
+                         + (", pipeline=train_pipeline" if standard else ""))
     if spec.get("runner", "epoch") == "iter":
         iters = max(1, math.ceil(epochs * values["n_train"] / values["batch"]))
         schedule = (f"runner = dict(type='IterBasedRunner', max_iters={iters})\n"
@@ -255,7 +256,8 @@ class ExternalAdapter:
         work = job.work_dir.resolve()
         data = work / "data"
         agnostic = bool(self._opt(job, "class_agnostic", True))
-        mode = "points" if recipe["data"] == "coco-points" else "boxes"
+        mode: Literal["boxes", "points"] = ("points" if recipe["data"] == "coco-points"
+                                            else "boxes")
         train = export_coco(job.train_json, job.data_dir, data / "train.json",
                             class_agnostic=agnostic, mode=mode)
         test = export_coco(job.eval_json, job.data_dir, data / "eval.json",

@@ -165,7 +165,7 @@ def fcos(num_classes: int, weights: str | None) -> dict[str, Any]:
 
 def _dataset(images_root: str, ann: str, classes: Sequence[str], pipeline: list[Any], *,
              test: bool = False, filter_empty: bool = True) -> dict[str, Any]:
-    ds = dict(type="CocoDataset", data_root=images_root, ann_file=ann,
+    ds: dict[str, Any] = dict(type="CocoDataset", data_root=images_root, ann_file=ann,
               data_prefix=dict(img=""), metainfo=dict(classes=tuple(classes)),
               pipeline=pipeline, backend_args=None)
     if test:

@@ -68,7 +68,7 @@ def test_placeholders() -> None:
     ph = {"config:p2b": "/w/c.py", "seed": "3"}
     assert fill("{config:p2b} --seed {seed} ('a',) {'k': 1}", ph) == \
         "/w/c.py --seed 3 ('a',) {'k': 1}"
-    with pytest.raises(TinysetError, match="unknown placeholder {work_dir}"):
+    with pytest.raises(TinysetError, match=r"unknown placeholder \{work_dir\}"):
         fill("{work_dir}/x", ph)
 
 

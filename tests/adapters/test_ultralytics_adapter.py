@@ -52,7 +52,7 @@ def test_export_writes_yolo_labels_and_masks_ignore_regions(data: Path, tmp_path
     masked = tmp_path / "images" / "train" / f"{img['id']}.png"
     assert masked.is_file() and not masked.is_symlink()
     pixels = read_image(masked)
-    x, y, w, h = (int(round(v)) for v in crowd["bbox"])
+    x, y, w, h = (round(v) for v in crowd["bbox"])
     region = pixels[y + 1:y + h - 1, x + 1:x + w - 1].reshape(-1, 3)
     assert (region == region[0]).all()  # one fill colour
     original = read_image(data / "images" / "train" / img["file_name"])

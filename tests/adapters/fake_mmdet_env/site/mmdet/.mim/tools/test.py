@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import image_prefix, load, max_per_img  # noqa: E402
-
-from fakedet.detector import detect, load_coco  # noqa: E402
+from _common import image_prefix, load, max_per_img
+from fakedet.detector import detect, load_coco
 
 parser = argparse.ArgumentParser()
 parser.add_argument("config")
@@ -23,7 +22,8 @@ args = parser.parse_args()
 cfg = load(args.config)
 metric = cfg.test_evaluator
 if metric.type != "CocoMetric" or not metric.get("format_only") or not metric.get("outfile_prefix"):
-    raise SystemExit("this stand-in writes results only for CocoMetric(format_only=True, outfile_prefix=...)")
+    raise SystemExit("this stand-in writes results only for "
+                     "CocoMetric(format_only=True, outfile_prefix=...)")
 model = json.loads(Path(args.checkpoint).read_text())
 ds = cfg.test_dataloader.dataset
 images, _, cat_ids = load_coco(ds.ann_file)

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import image_prefix, load  # noqa: E402
-
-from fakedet.detector import fit  # noqa: E402
+from _common import image_prefix, load
+from fakedet.detector import fit
 
 parser = argparse.ArgumentParser()
 parser.add_argument("config")
