@@ -10,7 +10,6 @@ Sample row: ``train_0.jpg,208,537,422,814,object,3024,3024``
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +42,17 @@ def read_sku110k_csv(path: Path, policy: ErrorPolicy) -> list[SkuRow]:
         policy.fail(str(path), str(e).removeprefix(f"{path}: "))
         return []
     rows = []
-    for lineno, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        # One physical line at a time, so a malformed row (e.g. an unterminated quote running
+        # past csv's 128 kB field limit) is one bad record, not a csv.Error for the whole file.
+        try:
+            fields = next(csv.reader([line]), [])
+        except csv.Error as e:
+            policy.fail(where(path, lineno), f"malformed CSV row ({e})")
+            continue
         if not fields or all(not f.strip() for f in fields):
+            if line.strip():
+                policy.fail(where(path, lineno), f"row without values: {line!r}")
             continue
         if len(fields) != len(COLUMNS):
             policy.fail(where(path, lineno), f"expected {len(COLUMNS)} columns "
