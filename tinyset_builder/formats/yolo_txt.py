@@ -114,6 +114,8 @@ def read_class_names(path: Path) -> list[str]:
         raise SourceError(f"{path}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+            raise SourceError(f"{path}: names must be indexed 0..n-1, got keys {list(names)}")
         keys = sorted(names)
         if keys != list(range(len(keys))):
             raise SourceError(f"{path}: names must be indexed 0..n-1, got keys {keys}")
