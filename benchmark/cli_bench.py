@@ -68,7 +68,20 @@ def benchmark(
     from tinyset_builder.errors import TinysetError
     from tinyset_builder.progress import console
 
-    chosen = load_methods(manifest).select(paradigm=paradigm, ids=_split_list(methods))
+    # The command as parsed (main() may be called with an argv that is not sys.argv).
+    command = ["tinyset", "benchmark"]
+    for flag, value in (("--data", data), ("--paradigm", paradigm), ("--methods", methods),
+                        ("--runs", runs), ("--schedule", schedule), ("--executor", executor),
+                        ("--seeds", seeds), ("--device", device), ("--env-python", env_python),
+                        ("--adapter", adapter), ("--settings", settings), ("--split", split),
+                        ("--backbone-weights", backbone_weights),
+                        ("--slurm-partition", slurm_partition), ("--manifest", manifest)):
+        if value is not None:
+            command += [flag, str(value)]
+    if force:
+        command.append("--force")
+    methods_manifest = load_methods(manifest)
+    chosen = methods_manifest.select(paradigm=paradigm, ids=_split_list(methods))
     if adapter:
         chosen = [m.with_adapter(adapter) if adapter in m.alternatives else m for m in chosen]
     try:
@@ -80,7 +93,7 @@ def benchmark(
         raise TinysetError(f"--backbone-weights {backbone_weights}: file not found")
     devices = _devices(device)
     specs = plan(chosen, data, runs, seeds=seed_list, schedule=schedule, split=split,
-                 device=devices[0], env_python=env_python, command=["tinyset", *sys.argv[1:]],
+                 device=devices[0], env_python=env_python, command=command,
                  force=force, settings=_split_list(settings), extra=extra)
     slurm = {"slurm_partition": slurm_partition} if slurm_partition else {}
     slurm["timeout_min"] = timeout_min
@@ -92,7 +105,8 @@ def benchmark(
     skipped = len(specs) - len(records)
     if skipped:
         console.print(f"{skipped} run(s) already stored ok in {runs}: skipped (--force re-runs)")
-    frame = report_frame(ResultsStore(runs), paradigms=None if paradigm == "all" else [paradigm],
+    frame = report_frame(ResultsStore(runs), methods_manifest,
+                         paradigms=None if paradigm == "all" else [paradigm],
                          datasets=[specs[0].dataset] if specs else None)
     from benchmark.report import rich_console
 

@@ -175,3 +175,30 @@ def test_bad_input_is_one_line(data: Path, tmp_path: Path) -> None:
                            tmp_path / "runs"), executor="slurm")
     assert sys.executable  # the current interpreter is a valid --env-python
     plan([method("a", "torchvision")], data, tmp_path / "runs", env_python=sys.executable)
+
+
+def test_benchmark_command_runs_resumes_and_prints_the_table(data: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    from tinyset_builder.cli import main
+
+    manifest = tmp_path / "methods.toml"
+    manifest.write_text('[[methods]]\nid = "2"\nname = "Oracle"\nparadigm = "full"\n'
+                        'setting = "full"\nbackbone = "none"\nschedule = "1x"\n'
+                        'adapter = "fake_adapters:OracleAdapter"\n'
+                        'paper = {AP25 = 1, AP50 = 2, AP75 = 3, APvt = 4, APt = 5, APs = 6, '
+                        'APm = 7}\n', encoding="utf-8")
+    args = ["benchmark", "--data", str(data), "--paradigm", "full", "--runs",
+            str(tmp_path / "runs"), "--manifest", str(manifest), "--device", "cpu",
+            "--seeds", "0,1"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "2.0 / 100.0" in captured.out  # paper AP50 / measured AP50 of the oracle
+    assert captured.err.count(": ok") == 2
+    assert main(args) == 0
+    assert "2 run(s) already stored ok" in capsys.readouterr().err
+    records = sorted((tmp_path / "runs").rglob("result.json"))
+    assert len(records) == 2
+    rec = json.loads(records[0].read_text())
+    assert rec["command"][:6] == ["tinyset", "benchmark", "--data", str(data), "--paradigm",
+                                  "full"]
+    assert rec["command"][-2:] == ["--manifest", str(manifest)]
