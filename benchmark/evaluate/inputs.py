@@ -102,6 +102,8 @@ def _ints(values: list[Any], label: str, what: str, key: str) -> np.ndarray:
         for i, v in enumerate(values):
             if not isinstance(v, int) or isinstance(v, bool):
                 raise TinysetError(f"{label}: {what} #{i}: {key} must be an integer, got {v!r}")
+            if not -2**63 <= v < 2**63:  # numpy falls back to object arrays past int64
+                raise TinysetError(f"{label}: {what} #{i}: {key} {v} is out of the 64-bit range")
         raise TinysetError(f"{label}: {what}: {key} must be integers")
     return arr.astype(np.int64)
 
