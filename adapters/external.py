@@ -17,9 +17,11 @@ PseCo, Co-mining, Calibrated Teacher, P2BNet, PointOBB-v2/v3, Point Teacher, Poi
 
 Options (methods.toml ``options`` or ``job.extra``; extra wins): ``recipe`` (required), ``repo``
 (the checkout; else the environment variable named by the recipe's ``repo_env``), ``python``
-(else ``job.env_python`` / ``--env-python``), ``recipe_file`` (a user's own TOML, same schema),
-``base_config`` (replaces the main config's base), ``manual_step_done`` (for recipes with a
-one-time manual step), ``smoke_epochs`` / ``smoke_size``, ``batch``.
+(else the recipe's ``TINYSET_PYTHON_*`` variable, so each repository keeps its own
+environment in one benchmark run, else ``job.env_python`` / ``--env-python``),
+``recipe_file`` (a user's own TOML, same schema), ``base_config`` (replaces the main config's
+base), ``manual_step_done`` (for recipes with a one-time manual step), ``smoke_epochs`` /
+``smoke_size``, ``batch``.
 
 Commands run with ``cwd`` = the checkout and the checkout on ``PYTHONPATH``; output goes to
 ``work_dir/<step>.log``; a failing command raises with the log's last lines.
@@ -83,6 +85,11 @@ def load_recipe(name: str, path: Path | None = None) -> dict[str, Any]:
     recipe.setdefault("configs", {})
     recipe["_file"] = str(file)
     return recipe
+
+
+def python_env(recipe: Mapping[str, Any]) -> str:
+    """The variable naming a recipe's interpreter: ``TINYSET_REPO_X`` -> ``TINYSET_PYTHON_X``."""
+    return str(recipe.get("python_env") or recipe["repo_env"].replace("_REPO_", "_PYTHON_"))
 
 
 def run_logged(cmd: Sequence[str], cwd: Path, log: Path, *, pythonpath: Path | None = None,
@@ -202,8 +209,12 @@ class ExternalAdapter:
         repo = self._opt(job, "repo") or os.environ.get(recipe["repo_env"])
         return Path(repo).expanduser() if repo else None
 
-    def _python(self, job: Job) -> str | None:
-        return self._opt(job, "python") or job.env_python
+    def _python(self, job: Job, recipe: Mapping[str, Any] | None = None) -> str | None:
+        """Option ``python``, else the recipe's ``TINYSET_PYTHON_*`` variable (one environment
+        per repository), else ``--env-python``."""
+        recipe = recipe or self.recipe(job)
+        return (self._opt(job, "python") or os.environ.get(python_env(recipe))
+                or job.env_python)
 
     def unavailable(self, job: Job) -> str | None:
         """What is missing: the checkout, its environment, a manual step, or a data layout."""
@@ -221,10 +232,11 @@ class ExternalAdapter:
         if recipe["data"] == "dota":
             return (f"{recipe['name']}: reads DOTA-format labelTxt files, which tinyset does not "
                     f"export yet; {recipe.get('data_note', 'convert the COCO files yourself')}")
-        python = self._python(job)
+        python = self._python(job, recipe)
         if python is None:
-            return (f"{recipe['name']}: name the checkout's environment with --env-python "
-                    f"(or option 'python'); {recipe['install']}")
+            return (f"{recipe['name']}: name the checkout's environment with "
+                    f"{python_env(recipe)}, option 'python' or --env-python; "
+                    f"{recipe['install']}")
         if shutil.which(python) is None:
             return f"{recipe['name']}: interpreter {python} not found or not executable"
         for cname, spec in recipe["configs"].items():
@@ -251,7 +263,7 @@ class ExternalAdapter:
         """Export the data, render the configs, return everything the commands need."""
         recipe = self.recipe(job)
         repo = self._repo(job, recipe)
-        if repo is None or self._python(job) is None:
+        if repo is None or self._python(job, recipe) is None:
             raise TinysetError(self.unavailable(job) or "external adapter: not runnable")
         work = job.work_dir.resolve()
         data = work / "data"
@@ -267,7 +279,7 @@ class ExternalAdapter:
             unlabeled = export_coco(job.unlabeled_json, job.data_dir, data / "unlabeled.json",
                                     class_agnostic=agnostic)
         epochs, size = self._schedule(job)
-        placeholders = {"python": str(self._python(job)), "repo": str(repo.resolve()),
+        placeholders = {"python": str(self._python(job, recipe)), "repo": str(repo.resolve()),
                         "work_dir": str(work), "seed": str(job.seed),
                         "train_ann": str(train.path), "eval_ann": str(test.path),
                         "unlabeled_ann": str(unlabeled.path) if unlabeled else "",

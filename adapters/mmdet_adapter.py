@@ -30,6 +30,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -370,7 +371,9 @@ class MMDetAdapter:
         return job.extra.get(key, job.options.get(key, default))
 
     def _python(self, job: Job) -> str | None:
-        return self._opt(job, "python") or job.env_python
+        """Option ``python``, else ``--env-python``, else ``TINYSET_MMDET_PYTHON``."""
+        return (self._opt(job, "python") or job.env_python
+                or os.environ.get("TINYSET_MMDET_PYTHON"))
 
     def _tools(self, job: Job, mmdet_dir: str) -> Path:
         given = self._opt(job, "mmdet_tools")
@@ -389,7 +392,8 @@ class MMDetAdapter:
         python = self._python(job)
         if python is None:
             return ("MMDetection 3.x runs in your own environment: name its interpreter with "
-                    f"--env-python (mmcv has no PyPI wheels); set it up with {INSTALL}")
+                    f"--env-python or TINYSET_MMDET_PYTHON (mmcv has no PyPI wheels); set it up "
+                    f"with {INSTALL}")
         if shutil.which(python) is None:
             return f"--env-python {python}: interpreter not found or not executable"
         version, mmdet_dir, err = probe_env(python)

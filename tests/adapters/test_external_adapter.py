@@ -86,7 +86,10 @@ def test_unavailable_says_what_to_get(data: Path, tmp_path: Path,
     monkeypatch.setenv("TINYSET_REPO_RFLA", str(tmp_path / "missing"))
     assert "checkout " + str(tmp_path / "missing") + " not found" in adapter.unavailable(no_repo)
     monkeypatch.setenv("TINYSET_REPO_RFLA", str(FAKE_REPO))
-    assert "--env-python" in adapter.unavailable(no_repo)
+    monkeypatch.delenv("TINYSET_PYTHON_RFLA", raising=False)
+    assert "TINYSET_PYTHON_RFLA, option 'python' or --env-python" in adapter.unavailable(no_repo)
+    monkeypatch.setenv("TINYSET_PYTHON_RFLA", sys.executable)
+    assert adapter.unavailable(no_repo) is None  # checkout and interpreter from the variables
     assert "interpreter /no/python not found" in adapter.unavailable(
         make_job(data, tmp_path, python="/no/python"))
     # the stand-in has no HS-FPN config: the message says how to write it

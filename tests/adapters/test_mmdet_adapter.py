@@ -102,10 +102,15 @@ def test_generated_configs_load_in_mmengine(model: str, tmp_path: Path) -> None:
                      work_dir="", epochs=1, size=64, seed=0)
 
 
-def test_unavailable_messages(data: Path, tmp_path: Path, env_python: str) -> None:
+def test_unavailable_messages(data: Path, tmp_path: Path, env_python: str,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TINYSET_MMDET_PYTHON", raising=False)
     adapter = MMDetAdapter()
     msg = adapter.unavailable(make_job(data, tmp_path))
-    assert "--env-python" in msg and "mim install" in msg
+    assert "--env-python or TINYSET_MMDET_PYTHON" in msg and "mim install" in msg
+    monkeypatch.setenv("TINYSET_MMDET_PYTHON", env_python)
+    assert adapter.unavailable(make_job(data, tmp_path)) is None
+    monkeypatch.delenv("TINYSET_MMDET_PYTHON")
     msg = adapter.unavailable(make_job(data, tmp_path, env=sys.executable))
     assert f"{sys.executable} cannot import mmdet" in msg and "mmdet==3.3.0" in msg
     assert "not found or not executable" in adapter.unavailable(

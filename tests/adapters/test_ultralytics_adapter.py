@@ -143,6 +143,7 @@ def test_yolov8_p2_trains_on_cpu_and_predicts(data: Path, tmp_path: Path,
     if "ultralytics" not in sys.modules:  # the settings file goes where the first import says
         monkeypatch.setenv("YOLO_CONFIG_DIR", str(config_dir))
     monkeypatch.chdir(tmp_path)  # ultralytics must not write into the working directory
+    monkeypatch.delenv("YOLO_OFFLINE", raising=False)  # the adapter sets it (restored after)
     adapter = ua.UltralyticsAdapter()
     job = make_job(data, tmp_path / "work")
     notes = adapter.train(job)
