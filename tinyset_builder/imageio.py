@@ -36,6 +36,10 @@ def image_size(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
             w, h = im.size
     except FileNotFoundError:
         raise SourceError(f"{path}: image file not found") from None
+    except Image.DecompressionBombError:
+        # Pillow refuses, at open, headers above twice its limit (which we raised to ours).
+        raise SourceError(f"{path}: image exceeds the pixel limit {max_pixels} (its header "
+                          f"declares more than twice that)") from None
     except (UnidentifiedImageError, OSError) as e:
         raise SourceError(f"{path}: unreadable image ({e.__class__.__name__})") from None
     if w * h > max_pixels:
