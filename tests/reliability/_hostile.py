@@ -1,0 +1,92 @@
+"""Shared pieces of the reliability suite: hostile values, a policy that records every skip,
+and the checks every reader outcome must pass."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import strategies as st
+
+from tinyset_builder.errors import ErrorPolicy, TinysetError
+
+#: Inputs tried per reader in this session (reported by conftest's terminal summary).
+TRIED: Counter[str] = Counter()
+#: SIGKILLed runs that resumed to identical results, per command.
+CRASHES: Counter[str] = Counter()
+
+#: Numbers that break naive parsers: NaN/inf, huge, negative, zero, float noise.
+HOSTILE_NUMBERS = ["nan", "NaN", "inf", "-inf", "Infinity", "1e309", "-1e309", "1e308",
+                   "99999999999999999999999", "-5", "0", "-0.0", "0.0", "1e-320", "0x10",
+                   "1_000", "", " ", "1,5", "١٢", "２"]
+
+#: Texts that are not numbers at all, including odd Unicode and control characters.
+hostile_text = st.one_of(
+    st.sampled_from(HOSTILE_NUMBERS),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
+    st.sampled_from(["null", "[]", "{}", "true", "\x00", "\ufeff", "é", "🐛", "'", '"', "\\"]),
+)
+
+#: Finite floats, including those far outside any image.
+any_float = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                      st.floats(-1e6, 1e6), st.sampled_from([0.0, -1.0, 1e300, -1e300]))
+
+
+def hostile_line(n_fields: int, sep: str) -> st.SearchStrategy[str]:
+    """A line of roughly ``n_fields`` fields, each possibly hostile, joined by ``sep``."""
+    return st.lists(st.one_of(hostile_text, st.floats(allow_nan=True).map(repr),
+                              st.integers(-10**30, 10**30).map(str)),
+                    min_size=0, max_size=n_fields + 2).map(sep.join)
+
+
+#: Whole-file payloads: raw bytes, other encodings, a byte-order mark, nothing at all.
+hostile_bytes = st.one_of(
+    st.binary(max_size=200),
+    st.just(b""),
+    st.text(max_size=60).map(lambda t: t.encode("utf-16")),
+    st.text(alphabet="äöüßéèàç€", min_size=1, max_size=30).map(lambda t: t.encode("latin-1",
+                                                                                  "replace")),
+    st.just(b"\xef\xbb\xbf"),
+    st.just(b"\xff\xfe\x00\x00garbage"),
+)
+
+
+@dataclass
+class RecordingPolicy(ErrorPolicy):
+    """An :class:`ErrorPolicy` that also remembers the location of every skipped record."""
+
+    locations: list[str] = field(default_factory=list)
+
+    def fail(self, location: str, reason: str) -> None:
+        if self.on_error == "skip":
+            self.locations.append(location)
+        super().fail(location, reason)
+
+
+def check_error(e: BaseException, path: Path | str) -> None:
+    """A user error: a TinysetError, one line, naming the file."""
+    assert isinstance(e, TinysetError), f"{type(e).__name__}: {e}"
+    msg = str(e)
+    assert "\n" not in msg and "\r" not in msg, f"multi-line error: {msg!r}"
+    assert str(path) in msg, f"error does not name {path}: {msg!r}"
+
+
+def line_numbers(locations: list[str], path: Path) -> list[int]:
+    """The line numbers of ``<path>:<line>`` locations (file-level ones are left out)."""
+    out = []
+    for loc in locations:
+        m = re.fullmatch(re.escape(str(path)) + r":(\d+)", loc)
+        if m:
+            out.append(int(m.group(1)))
+    return out
+
+
+def nonblank_lines(data: bytes) -> list[int] | None:
+    """1-based numbers of non-blank lines as the text readers see them; None if not UTF-8."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    return [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
