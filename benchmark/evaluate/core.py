@@ -163,6 +163,11 @@ def _match_unit(u, g_off, gbox, garea, gcrowd, gid_ok, d_off, dbox, darea, thrs,
                               keep_min)
     ign = np.empty(ng, np.bool_)
     taken = np.empty(ng, np.bool_)
+    # Best similarity of each detection: below the threshold, no GT can be taken (skip scans).
+    cmax = np.zeros(nd, np.float64)
+    for d in range(nd):
+        for c in range(off[d], off[d + 1]):
+            cmax[d] = max(cmax[d], cs[c])
     for a in range(arng.shape[0]):
         lo, hi = arng[a, 0], arng[a, 1]
         cnt = 0
@@ -178,8 +183,9 @@ def _match_unit(u, g_off, gbox, garea, gcrowd, gid_ok, d_off, dbox, darea, thrs,
             for d in range(nd):
                 m = -1
                 best = best0
+                c_end = off[d + 1] if cmax[d] >= best0 else off[d]
                 # Non-ignored GTs first (pycocotools sorts them first, stably) ...
-                for c in range(off[d], off[d + 1]):
+                for c in range(off[d], c_end):
                     j = cg[c]
                     if ign[j] or taken[j] or cs[c] < best:
                         continue
@@ -187,7 +193,7 @@ def _match_unit(u, g_off, gbox, garea, gcrowd, gid_ok, d_off, dbox, darea, thrs,
                     m = j
                 # ... ignored ones only if none matched (the ``break`` of evaluateImg).
                 if m == -1:
-                    for c in range(off[d], off[d + 1]):
+                    for c in range(off[d], c_end):
                         j = cg[c]
                         if not ign[j] or (taken[j] and not gcrowd[g0 + j]) or cs[c] < best:
                             continue
@@ -210,8 +216,8 @@ def _match_unit(u, g_off, gbox, garea, gcrowd, gid_ok, d_off, dbox, darea, thrs,
 
 
 @nb.njit(cache=True, nogil=True)
-def match_units(u0, u1, g_off, gbox, garea, gcrowd, gid_ok, d_off, dbox, darea, thrs, arng, criterion,
-                c_nwd, margin, keep_min, flags, npig, links, dt_link, gt_link):
+def match_units(u0, u1, g_off, gbox, garea, gcrowd, gid_ok, d_off, dbox, darea, thrs, arng,
+                criterion, c_nwd, margin, keep_min, flags, npig, links, dt_link, gt_link):
     """Greedy matching of units ``u0 .. u1-1`` (images, image x category, or prompt sets).
 
     Releases the GIL, so callers run disjoint unit ranges in threads.
