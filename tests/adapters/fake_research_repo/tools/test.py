@@ -6,9 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from mmengine import Config
-
 from fakedet.detector import detect, load_coco
+from mmengine import Config
 
 parser = argparse.ArgumentParser()
 parser.add_argument("config")

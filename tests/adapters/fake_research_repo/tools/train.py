@@ -5,9 +5,8 @@ import json
 import os
 from pathlib import Path
 
-from mmengine import Config
-
 from fakedet.detector import fit
+from mmengine import Config
 
 parser = argparse.ArgumentParser()
 parser.add_argument("config")
