@@ -375,6 +375,7 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
         for task, res in _results(plans[info.name]):
             acc.images_in += 1
             acc.annotations_in += res["annotations_in"]
+            acc.ignore_in += int(sum(task.iscrowd))
             if res["status"] == "error":
                 acc.failed[res["reason"]] += 1
                 acc.dropped["image_error"] += res["annotations_in"]
@@ -451,6 +452,7 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
 class _Accounting:
     images_in: int = 0
     annotations_in: int = 0
+    ignore_in: int = 0
     duplicates: int = 0
     windows: int = 0
     dropped_large: int = 0
@@ -480,7 +482,10 @@ class _Accounting:
                        "dropped_empty": self.dropped_empty,
                        "out": sum(self.out_images.values()),
                        "out_by_split": {s: self.out_images[s] for s in SPLITS}},
-            "annotations": {"in": self.annotations_in, "kept": self.outcomes["kept"],
+            # "ignore" counts labels the cut made ignore; "ignore_in" says how many of "in" are
+            # the source's own ignore regions (counted under kept/clipped/dropped like the rest).
+            "annotations": {"in": self.annotations_in, "ignore_in": self.ignore_in,
+                            "kept": self.outcomes["kept"],
                             "clipped": self.outcomes["clipped"],
                             "ignore": self.outcomes["ignore"],
                             "dropped": {k: self.dropped[k] for k in
