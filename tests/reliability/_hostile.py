@@ -3,7 +3,11 @@ and the checks every reader outcome must pass."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,3 +94,39 @@ def nonblank_lines(data: bytes) -> list[int] | None:
     except UnicodeDecodeError:
         return None
     return [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the real CLI
+
+ROOT = Path(__file__).resolve().parents[2]
+TINYSET = str(Path(sys.executable).with_name("tinyset"))
+#: A Hub token every subprocess gets in HF_TOKEN; it must never show up in output or files.
+SECRET = "hf_RELIABILITYxSECRETxTOKENx8f3a9c"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The test's environment without the user's Hub settings, plus the fake token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env.update({"NO_COLOR": "1", "COLUMNS": "200", "HF_HUB_OFFLINE": "1", "HF_TOKEN": SECRET,
+                "HF_HOME": "/nonexistent-hf-home", **extra})
+    return env
+
+
+def run_cli(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run to completion; return the wall time and stderr."""
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, env=env or cli_env(), capture_output=True, text=True, timeout=600,
+                       cwd=ROOT)
+    assert p.returncode == 0, f"{cmd} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
+    assert "Traceback" not in p.stderr
+    assert SECRET not in p.stdout + p.stderr, f"{cmd} printed the Hub token"
+    return time.monotonic() - t0, p.stderr
+
+
+
+
+def assert_no_secret(root: Path) -> None:
+    """No file under ``root`` holds the Hub token (results, logs, cards, state files)."""
+    leaks = [p for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaks == [], f"the Hub token was written to {leaks}"

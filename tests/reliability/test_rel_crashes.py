@@ -26,39 +26,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from _hostile import CRASHES
+from _hostile import CRASHES, ROOT, TINYSET, assert_no_secret, cli_env, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
-TINYSET = str(Path(sys.executable).with_name("tinyset"))
 KILLS = 2  # kills per command (each at a fresh random point), then one resume to the end
-BUILD_SOURCES = "hrsid,pest24,sku110k,visdrone"
 
 pytestmark = pytest.mark.slow
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update({"NO_COLOR": "1", "COLUMNS": "200", "HF_HUB_OFFLINE": "1", **extra})
-    return env
-
-
-def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run to completion; return the wall time and stderr."""
-    t0 = time.monotonic()
-    p = subprocess.run(cmd, env=env or _env(), capture_output=True, text=True, timeout=600,
-                       cwd=ROOT)
-    assert p.returncode == 0, f"{cmd} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
-    assert "Traceback" not in p.stderr
-    return time.monotonic() - t0, p.stderr
-
-
 def _kill_at(cmd: list[str], delay: float, env: dict[str, str] | None = None) -> bool:
     """Start ``cmd``, SIGKILL its process group after ``delay`` s; True if it was still running."""
-    p = subprocess.Popen(cmd, env=env or _env(), stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(cmd, env=env or cli_env(), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
     try:
         p.wait(timeout=delay)
@@ -102,20 +82,6 @@ def _kill_points(seed: int, wall: float) -> list[float]:
 
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = tmp_path_factory.mktemp("raw")
-    _run([TINYSET, "sources", "synth", "--out", str(raw), "--sources", BUILD_SOURCES])
-    return raw
-
-
-@pytest.fixture(scope="module")
-def reference_build(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    out = tmp_path_factory.mktemp("ref") / "out"
-    wall, _ = _run([TINYSET, "build", "--raw", str(raw), "--out", str(out), "--workers", "2"])
-    return out, wall
-
-
 def test_build_killed_and_resumed_is_byte_identical(raw: Path, reference_build: tuple[Path, float],
                                                    tmp_path: Path) -> None:
     ref, wall = reference_build
@@ -126,14 +92,15 @@ def test_build_killed_and_resumed_is_byte_identical(raw: Path, reference_build: 
             CRASHES["build"] += 1
         if out.exists():
             _json_files_parse(out)
-            p = subprocess.run([TINYSET, "build", "--out", str(out), "--verify"], env=_env(),
+            p = subprocess.run([TINYSET, "build", "--out", str(out), "--verify"], env=cli_env(),
                                capture_output=True, text=True, cwd=ROOT)
             assert "Traceback" not in p.stderr
             if p.returncode != 0:
                 assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    _run(cmd)
+    run_cli(cmd)
     assert _parts(out) == []
     _same_files(ref, out)
+    assert_no_secret(out)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +128,7 @@ def _meta_folders_complete(variants: Path) -> None:
 def test_derive_killed_and_resumed_is_byte_identical(derive_data: Path, tmp_path: Path) -> None:
     ref = tmp_path / "ref"
     shutil.copytree(derive_data, ref)
-    wall, _ = _run([TINYSET, "derive", str(ref), "--setting", "all"])
+    wall, _ = run_cli([TINYSET, "derive", str(ref), "--setting", "all"])
     got = tmp_path / "got"
     shutil.copytree(derive_data, got)
     cmd = [TINYSET, "derive", str(got), "--setting", "all"]
@@ -171,9 +138,10 @@ def test_derive_killed_and_resumed_is_byte_identical(derive_data: Path, tmp_path
         if (got / "variants").is_dir():
             _json_files_parse(got / "variants")
             _meta_folders_complete(got / "variants")
-    _run(cmd)
+    run_cli(cmd)
     assert _parts(got) == []
     _same_files(ref / "variants", got / "variants")
+    assert_no_secret(got)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +176,7 @@ def test_benchmark_killed_and_resumed_gives_the_same_results(tmp_path: Path) -> 
                               counts={"train": 6, "val": 2, "test": 3}, objects=4)
     manifest = tmp_path / "methods.toml"
     manifest.write_text("".join(MANIFEST.format(k=k) for k in range(2)))
-    env = _env(PYTHONPATH=str(ROOT / "tests" / "benchmark"))
+    env = cli_env(PYTHONPATH=str(ROOT / "tests" / "benchmark"))
 
     def cmd(runs: Path) -> list[str]:
         return [TINYSET, "benchmark", "--data", str(data), "--paradigm", "full",
@@ -217,7 +185,7 @@ def test_benchmark_killed_and_resumed_gives_the_same_results(tmp_path: Path) -> 
 
     # Same runs path for both (records name their paths): run, move aside, run again killed.
     runs, ref = tmp_path / "runs", tmp_path / "ref"
-    wall, _ = _run(cmd(runs), env)
+    wall, _ = run_cli(cmd(runs), env)
     runs.rename(ref)
     for delay in _kill_points(3, wall):
         if _kill_at(cmd(runs), delay, env):
@@ -228,8 +196,9 @@ def test_benchmark_killed_and_resumed_gives_the_same_results(tmp_path: Path) -> 
                 rec = json.loads(res.read_bytes())
                 if rec.get("status") == "ok":  # ok means its predictions are complete
                     json.loads((res.parent / "predictions.json").read_bytes())
-    _run(cmd(runs), env)
+    run_cli(cmd(runs), env)
     assert _parts(runs) == []
+    assert_no_secret(runs)  # HF_TOKEN is in the runner's environment, never in its records
     ref_files, got_files = _files(ref), _files(runs)
     assert sorted(ref_files) == sorted(got_files)
     for name in ref_files:
@@ -247,13 +216,14 @@ def test_publish_dry_run_killed_and_resumed_is_byte_identical(
         return [TINYSET, "publish", str(out), "--repo-id", "tinyset/test", "--export-dir",
                 str(export), "--dry-run", "--shard-mb", "1"]
 
-    wall, _ = _run(cmd(tmp_path / "ref"))
+    wall, _ = run_cli(cmd(tmp_path / "ref"))
     got = tmp_path / "got"
     for delay in _kill_points(4, wall):
         if _kill_at(cmd(got), delay):
             CRASHES["publish"] += 1
         if got.is_dir():
             _json_files_parse(got)
-    _run(cmd(got))
+    run_cli(cmd(got))
     assert _parts(got) == []
     _same_files(tmp_path / "ref", got)
+    assert_no_secret(got)
