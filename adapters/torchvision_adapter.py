@@ -12,8 +12,9 @@ What is changed from torchvision's COCO defaults, and why (AI-TOD-style configs,
 
 Training: SGD (momentum 0.9, weight decay 1e-4), linear warm-up, ×0.1 steps at 2/3 and 8/9 of the
 iterations, gradient clipping at 35. ``paper`` schedule: the manifest's epochs (1× = 3 epochs) at
-1024². ``smoke``: a CPU-sized run (input 128², 10 iterations, 64 sampled RoIs per image, unless
-the ``smoke_size`` / ``smoke_iters`` / ``roi_batch`` options or ``job.extra`` say otherwise).
+1024². ``smoke``: a CPU-sized run (input 128², 10 iterations, 64 sampled RoIs per image, 500 test
+proposals, unless the ``smoke_size`` / ``smoke_iters`` / ``roi_batch`` / ``test_proposals``
+options or ``job.extra`` say otherwise).
 Backbone: ImageNet ResNet-50 weights from a **local file** when given (``backbone_weights`` in
 ``job.extra`` or the options; torchvision's downloader is never used), otherwise random
 initialisation, which the result notes state. Checkpoints (``job.work_dir/checkpoint.pt``) make
@@ -59,6 +60,7 @@ class TrainConfig:
     lr: float
     warmup: int
     roi_batch: int
+    test_proposals: int
     seed: int
     class_agnostic: bool
     num_classes: int
@@ -166,7 +168,7 @@ def _sha(path: Path) -> str:
 
 def build_model(name: str, num_classes: int, size: int,
                 backbone_weights: Path | None = None, *, frozen_bn: bool | None = None,
-                roi_batch: int = 512) -> Any:
+                roi_batch: int = 512, test_proposals: int = 3000) -> Any:
     """A torchvision detector adapted to tiny objects (see the module docstring).
 
     Args:
@@ -178,6 +180,8 @@ def build_model(name: str, num_classes: int, size: int,
             trained from weights without reading the weights file again.
         roi_batch: RoIs sampled per image for Faster R-CNN's box head (mmdet's 512; the smoke
             schedule uses fewer, since RoIAlign's backward dominates a CPU step).
+        test_proposals: RPN proposals kept per image at test time (3,000; the smoke schedule
+            keeps 500, since the box head's cost per image grows with them).
     """
     import torch
     from torch import nn
@@ -213,7 +217,8 @@ def build_model(name: str, num_classes: int, size: int,
         train_top_n = 3000 if roi_batch >= 512 else 4 * roi_batch
         return FasterRCNN(backbone, num_classes + 1, rpn_anchor_generator=anchors,
                           rpn_pre_nms_top_n_train=3000, rpn_post_nms_top_n_train=train_top_n,
-                          rpn_pre_nms_top_n_test=3000, rpn_post_nms_top_n_test=3000,
+                          rpn_pre_nms_top_n_test=max(3000, test_proposals),
+                          rpn_post_nms_top_n_test=test_proposals,
                           box_detections_per_img=MAX_DETECTIONS, box_score_thresh=0.001,
                           box_batch_size_per_image=roi_batch, **common)
     backbone = BackboneWithFPN(body, returned, channels, 256,
@@ -269,11 +274,13 @@ class TorchvisionAdapter:
             iterations = max(1, math.ceil(epochs * math.ceil(n_images / batch)))
             lr = float(self._setting(job, "lr", 0.005))
         warmup = min(500, iterations // 5)
-        roi_batch = int(self._setting(job, "roi_batch", 64 if job.schedule == "smoke" else 512))
+        smoke = job.schedule == "smoke"
+        roi_batch = int(self._setting(job, "roi_batch", 64 if smoke else 512))
+        proposals = int(self._setting(job, "test_proposals", 500 if smoke else 3000))
         weights = self._weights(job)
         return TrainConfig(model=str(job.options.get("model", "faster_rcnn")), size=size,
                            iterations=iterations, batch_size=batch, lr=lr, warmup=warmup,
-                           roi_batch=roi_batch,
+                           roi_batch=roi_batch, test_proposals=proposals,
                            seed=job.seed,
                            class_agnostic=bool(job.options.get("class_agnostic", True)),
                            num_classes=num_classes,
@@ -398,7 +405,8 @@ class TorchvisionAdapter:
         saved = torch.load(final, map_location="cpu", weights_only=False)
         cfg = saved["config"]
         model = build_model(cfg["model"], cfg["num_classes"], cfg["size"],
-                            frozen_bn=cfg["backbone_weights"] is not None)
+                            frozen_bn=cfg["backbone_weights"] is not None,
+                            test_proposals=cfg.get("test_proposals", 3000))
         model.load_state_dict(saved["model"])
         device = torch.device(job.device)
         model.to(device).eval()

@@ -143,3 +143,18 @@ def test_train_resume_and_predict_on_cpu(data: Path, tmp_path: Path, monkeypatch
             assert set(d.labels.tolist()) == {1}  # the dataset's first category id
             entry = d.to_coco()[0]
             assert set(entry) == {"image_id", "category_id", "bbox", "score"}
+
+
+def test_paper_and_smoke_schedules(data: Path, tmp_path: Path) -> None:
+    adapter = tv.TorchvisionAdapter()
+    paper = adapter.config(replace(job(data, tmp_path), schedule="paper", extra={}), 1, 4)
+    # 1x = 3 epochs of 4 images at batch 2; the paper's 1024² input and 3,000 proposals.
+    assert (paper.size, paper.iterations, paper.lr, paper.roi_batch, paper.test_proposals) == (
+        1024, 6, 0.005, 512, 3000)
+    p2bnet_like = replace(job(data, tmp_path), schedule="paper", extra={},
+                          method={"options": {"model": "fcos"}, "epochs": 6.0})
+    assert adapter.config(p2bnet_like, 1, 4).iterations == 12
+    smoke = adapter.config(replace(job(data, tmp_path), extra={}), 1, 4)
+    assert (smoke.size, smoke.iterations, smoke.roi_batch, smoke.test_proposals) == (
+        128, 10, 64, 500)
+    assert paper.digest() != smoke.digest()
