@@ -278,3 +278,44 @@ def test_yolo_data_yaml_mixed_name_keys(tmp_path: Path) -> None:
     path.write_text("names:\n  0: a\n  x: b\n")
     with pytest.raises(TinysetError, match="names must be indexed"):
         yolo_txt.read_class_names(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end through a converter: reader + SourceAssembler + CocoDataset.validate
+
+@pytest.fixture(scope="module")
+def visdrone_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    raw = tmp_path_factory.mktemp("raw")
+    images = raw / "visdrone" / "VisDrone2019-DET-val" / "images"
+    images.mkdir(parents=True)
+    Image.new("RGB", (64, 48), (90, 120, 60)).save(images / "0000001_00000_d_0000001.jpg")
+    (images.parent / "annotations").mkdir()
+    return raw
+
+
+@FUZZ
+@given(st.lists(st.one_of(_visdrone_valid(), hostile_line(8, ","),
+                          st.builds(lambda v: f"{v},4,4,1,{4},0,0", st.sampled_from(
+                              ["nan,1", "inf,1", "1e308,1e308", "-50,-50", "70,10", "0,0,-0",
+                               "10,10", "1,1"]))), max_size=10))
+def test_visdrone_conversion_accounts_for_every_line(visdrone_raw: Path,
+                                                     lines: list[str]) -> None:
+    from tinyset_builder.sources import convert_source
+
+    ann = (visdrone_raw / "visdrone" / "VisDrone2019-DET-val" / "annotations"
+           / "0000001_00000_d_0000001.txt")
+    ann.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    TRIED["visdrone_convert"] += 1
+    try:
+        convert_source("visdrone", visdrone_raw, on_error="raise")
+    except Exception as e:
+        check_error(e, ann)
+    conv = convert_source("visdrone", visdrone_raw, on_error="skip")
+    dropped = sum(n for k, n in conv.counts.items() if k.startswith("dropped_"))
+    n_lines = len(nonblank_lines(ann.read_bytes()) or [])
+    assert len(conv.dataset.annotations) + sum(conv.skipped.values()) + dropped == n_lines
+    for a in conv.dataset.annotations:
+        x, y, w, h = a.bbox
+        assert w > 0 and h > 0 and 0 <= x and x + w <= 64 and 0 <= y and y + h <= 48
