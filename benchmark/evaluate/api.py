@@ -18,7 +18,7 @@ from benchmark.evaluate.inputs import (
     make_units,
 )
 from benchmark.evaluate.native import EvalArrays, ImageMatches, match_native, run_native
-from benchmark.evaluate.params import MAX_DETS, NWD_CONSTANT, EvalParams
+from benchmark.evaluate.params import MAX_DETS, EvalParams
 from benchmark.evaluate.summary import summarize
 from tinyset_builder.errors import TinysetError
 
@@ -151,11 +151,6 @@ def match_detections(gt: Any, dt: Any, *, iou: float = 0.5, class_agnostic: bool
         raise TinysetError(f"iou must be in (0, 1], got {iou}")
     return match_native(g, d, make_units(g, d, p), iou=float(iou),
                         class_agnostic=class_agnostic, max_det=max_det)
-
-
-def default_nwd_constant() -> float:
-    """The NWD constant used by ``--nwd`` without a value (AI-TOD's mean object size, px)."""
-    return NWD_CONSTANT
 
 
 __all__ = ["BACKENDS", "evaluate", "evaluate_arrays", "evaluate_full", "match_detections"]
