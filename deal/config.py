@@ -57,7 +57,7 @@ class DealConfig:
     cost_giou: float = 2.0
     # --- inputs --------------------------------------------------------------------------------
     input_scale: float = 0.5                  # images are resized by this before the network
-    train_crop: int | None = 256              # square training crop after scaling (None = full)
+    train_crop: int | None = 128              # square training crop after scaling (None = full)
     # --- PG-CPP training -------------------------------------------------------------------
     pgcpp_cycles: int = 1                     # K: prompts added per cycle (Algorithm 1)
     max_prompts: int = 10                     # training-time cap on points per prompt set

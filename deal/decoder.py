@@ -62,7 +62,12 @@ class ScoreHead(nn.Module):
         if not self.prompted:
             return self.linear(h)
         assert proto is not None
-        sim = (self.q(h) * self.p(proto)[:, None, :]).sum(-1, keepdim=True)  # (B, N, 1)
+        # (W_q h + b_q)·p = h·(W_qᵀ p) + b_q·p: one D-vector per set instead of a D×D projection
+        # of every token (the encoder scores thousands of tokens per prompt set).
+        p = self.p(proto)                                            # (B, D)
+        v = p @ self.q.weight                                        # (B, D) = W_qᵀ p
+        c = (p * self.q.bias).sum(-1)                                # (B,)
+        sim = torch.bmm(h, v[:, :, None]) + c[:, None, None]         # (B, N, 1)
         return sim / math.sqrt(self.dim) + self.bias
 
 
@@ -129,10 +134,13 @@ class MSDeformableAttention(nn.Module):
 
     def forward(self, query: Tensor, ref: Tensor, value: Tensor,
                 shapes: list[tuple[int, int]]) -> Tensor:
-        """``query (B, Nq, D)``, ``ref (B, Nq, 4)`` cxcywh, ``value (B, S, D)`` -> ``(B, Nq, D)``.
+        """``query (B, Nq, D)``, ``ref (B, Nq, 4)`` cxcywh -> ``(B, Nq, D)``.
+
+        ``value (B, S, D)`` is already projected by ``value_proj`` (the model computes it from
+        cached, prompt-independent projections; see ``DEAL.decode``).
         """
         b, nq, _ = query.shape
-        v = self.value_proj(value).reshape(b, value.shape[1], self.heads, -1)  # (B, S, M, Dh)
+        v = value.reshape(b, value.shape[1], self.heads, -1)          # (B, S, M, Dh)
         off = self.offsets(query).reshape(b, nq, self.heads, self.levels, self.points, 2)
         w = self.attn(query).reshape(b, nq, self.heads, self.levels * self.points).softmax(-1)
         w = w.reshape(b, nq, self.heads, self.levels, self.points)
@@ -154,15 +162,15 @@ class DecoderLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(inplace=True), nn.Linear(ffn, dim))
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, tgt: Tensor, ref: Tensor, memory: Tensor, shapes: list[tuple[int, int]],
+    def forward(self, tgt: Tensor, ref: Tensor, value: Tensor, shapes: list[tuple[int, int]],
                 query_pos: Tensor, pad: Tensor | None) -> Tensor:
-        """``tgt (B, N, D)``, ``ref (B, N, 4)``, ``memory (B, S, D)``, ``pad (B, N)``.
+        """``tgt (B, N, D)``, ``ref (B, N, 4)``, projected ``value (B, S, D)``, ``pad (B, N)``.
 
         Returns ``(B, N, D)``.
         """
         q = tgt + query_pos
         tgt = self.norm1(tgt + self.self_attn(q, q, tgt, key_padding_mask=pad)[0])
-        tgt = self.norm2(tgt + self.cross(tgt + query_pos, ref, memory, shapes))
+        tgt = self.norm2(tgt + self.cross(tgt + query_pos, ref, value, shapes))
         return self.norm3(tgt + self.ffn(tgt))
 
 
@@ -191,17 +199,26 @@ class Decoder(nn.Module):
             nn.init.zeros_(head.layers[-1].weight)
             nn.init.zeros_(head.layers[-1].bias)
 
-    def forward(self, tgt: Tensor, ref: Tensor, memory: Tensor, shapes: list[tuple[int, int]],
-                proto: Tensor | None, pad: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(self, tgt: Tensor, ref: Tensor, values: list[Tensor],
+                shapes: list[tuple[int, int]], proto: Tensor | None, pad: Tensor | None,
+                ) -> tuple[Tensor, Tensor]:
         """Refine ``ref (B, N, 4)`` layer by layer.
+
+        Args:
+            tgt: ``(B, N, D)`` content queries.
+            ref: ``(B, N, 4)`` initial reference boxes (cxcywh in [0, 1]).
+            values: per layer, the ``(B, S, D)`` memory after that layer's ``value_proj``.
+            shapes: ``[(h, w), ...]`` of the memory's levels.
+            proto: ``(B, D)`` prompt prototype or None.
+            pad: ``(B, N)`` True for padding queries.
 
         Returns:
             ``logits (L, B, N, 1)`` and ``boxes (L, B, N, 4)`` (cxcywh in [0, 1]) per layer.
         """
         all_logits, all_boxes = [], []
-        for layer, box_head, score_head in zip(self.layers, self.box_heads, self.score_heads,
-                                               strict=True):
-            tgt = layer(tgt, ref, memory, shapes, self.query_pos(ref), pad)
+        for layer, value, box_head, score_head in zip(self.layers, values, self.box_heads,
+                                                      self.score_heads, strict=True):
+            tgt = layer(tgt, ref, value, shapes, self.query_pos(ref), pad)
             boxes = torch.sigmoid(box_head(tgt) + inverse_sigmoid(ref))
             all_logits.append(score_head(tgt, proto))
             all_boxes.append(boxes)

@@ -8,7 +8,8 @@ predictor is the same computation as a full forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,8 @@ from tinyset_builder.errors import TinysetError
 #: ImageNet statistics; inputs are RGB in [0, 1].
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+#: Entries of ``Features.cache`` that hold one row per image.
+PER_IMAGE_CACHE = ("enc", "values", "kv")
 
 
 @dataclass
@@ -33,15 +36,25 @@ class Features:
     Attributes:
         levels: ``[S3 (B, D, H/8, W/8), F4 (B, D, H/16, W/16), F5 (B, D, H/32, W/32)]``.
         input_size: ``(H, W)`` of the padded network input (boxes are normalised to it).
+        cache: prompt-independent projections made by ``DEAL.encode`` (see ``DEAL._project``).
     """
 
     levels: list[Tensor]
     input_size: tuple[int, int]
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def select(self, index: Tensor | list[int]) -> Features:
         """The features of the images at ``index`` (e.g. repeat one image for many sets)."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.levels[0].device)
-        return Features([lvl.index_select(0, idx) for lvl in self.levels], self.input_size)
+
+        def pick(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                return v.index_select(0, idx)
+            return type(v)(pick(x) for x in v)
+
+        # Per-image entries are re-indexed; shapes/anchors/valid are shared by the batch.
+        cache = {k: pick(v) if k in PER_IMAGE_CACHE else v for k, v in self.cache.items()}
+        return Features([lvl.index_select(0, idx) for lvl in self.levels], self.input_size, cache)
 
 
 @dataclass
@@ -117,7 +130,29 @@ class DEAL(nn.Module):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
         levels = self.hfe(self.backbone(x))
-        return Features(levels, (h + ph, w + pw))
+        return Features(levels, (h + ph, w + pw), self._project(levels))
+
+    def _project(self, levels: list[Tensor]) -> dict[str, Any]:
+        """Prompt-independent projections of the memory, computed once per image.
+
+        The density modulation multiplies each token by a scalar ``s`` (its density times its
+        anchor validity), and a linear map commutes with that: ``W(s·m) + b = s·(W m) + b``. So
+        the encoder projection, every decoder layer's ``value_proj`` and the cross-attention
+        keys/values of the prompt branch are computed here, and a new prompt set only rescales
+        them (exactly the same numbers as projecting the modulated memory).
+        """
+        memory = torch.cat([lvl.flatten(2).transpose(1, 2) for lvl in levels], 1)  # (B, S, D)
+        shapes = [(int(lvl.shape[-2]), int(lvl.shape[-1])) for lvl in levels]
+        anchors, valid = make_anchors(shapes, self.cfg.anchor_cells, memory.device)
+        cache: dict[str, Any] = {
+            "shapes": shapes, "anchors": anchors, "valid": valid,
+            "enc": F.linear(memory, self.enc_output[0].weight),              # (B, S, D), no bias
+            "values": [F.linear(memory, layer.cross.value_proj.weight)       # per layer, no bias
+                       for layer in self.decoder.layers],
+        }
+        if self.density is not None:
+            cache["kv"] = self.density.project(levels[0])
+        return cache
 
     def decode(self, feats: Features, point_coords: Tensor | None = None,
                point_labels: Tensor | None = None, min_queries: Tensor | None = None,
@@ -136,52 +171,56 @@ class DEAL(nn.Module):
         """
         cfg = self.cfg
         levels = feats.levels
+        cache = feats.cache
+        shapes, anchors, valid = cache["shapes"], cache["anchors"], cache["valid"]
         b = levels[0].shape[0]
+        device = levels[0].device
         proto = None
         density_logits = None
+        # Per-token scale of the memory: anchor validity, times DM with DGQA (eq. 9).
+        scale = valid.float().expand(b, -1)                           # (B, S)
         if self.point_embed is not None:
             if point_coords is None or point_labels is None:
                 raise TinysetError("this DEAL model has a prompt branch: give point prompts")
             pe = self.point_embed(levels, point_coords, point_labels)
             proto = pe.prototype()                                    # (B, D)
             if self.density is not None:
-                _, density_logits = self.density(levels[0], pe)       # (B, 1, h, w)
+                _, density_logits = self.density(levels[0], pe, cache["kv"])  # (B, 1, h, w)
                 dm = density_logits.sigmoid()
-                # Ŝ3 = S3 ⊙ DM (eq. 9); coarser levels use the max-pooled density.
-                levels = [lvl * F.adaptive_max_pool2d(dm, lvl.shape[-2:]) for lvl in levels]
+                # Ŝ3 = S3 ⊙ DM; the coarser levels use the max-pooled density.
+                dm_tokens = torch.cat([F.adaptive_max_pool2d(dm, s).flatten(1) for s in shapes],
+                                      1)                              # (B, S)
+                scale = scale * dm_tokens
         if density_logits is not None:
             counts = queries_from_density(density_logits.sigmoid(), cfg.query_factor,
                                           cfg.min_queries, cfg.max_queries)
         else:
-            counts = torch.full((b,), cfg.max_queries, dtype=torch.long,
-                                device=levels[0].device)
+            counts = torch.full((b,), cfg.max_queries, dtype=torch.long, device=device)
         if min_queries is not None:
             counts = torch.maximum(counts, min_queries.clamp(max=cfg.max_queries))
-
-        shapes = [(int(lvl.shape[-2]), int(lvl.shape[-1])) for lvl in levels]
-        memory = torch.cat([lvl.flatten(2).transpose(1, 2) for lvl in levels], 1)  # (B, S, D)
-        anchors, valid = make_anchors(shapes, cfg.anchor_cells, memory.device)
         counts = counts.clamp(max=int(valid.sum()))
         n = int(counts.max())
-        memory = memory * valid[..., None].float()
-        out_mem = self.enc_output(memory)                             # (B, S, D)
+
+        s = scale[..., None]                                          # (B, S, 1)
+        out_mem = self.enc_output[1](s * cache["enc"] + self.enc_output[0].bias)  # (B, S, D)
         enc_logits = self.enc_score(out_mem, proto)                   # (B, S, 1)
-        enc_boxes_unact = self.enc_bbox(out_mem) + anchors            # (B, S, 4)
         select = enc_logits[..., 0].sigmoid()
         if density_logits is not None:
             # Density-guided selection: a location's score is weighted by its density.
-            dm_tokens = torch.cat([F.adaptive_max_pool2d(density_logits.sigmoid(), s).flatten(1)
-                                   for s in shapes], 1)                # (B, S)
             select = select * dm_tokens
         select = select.masked_fill(~valid, -1.0)
         idx = select.topk(n, dim=1).indices                           # (B, N)
-        gather4 = idx[..., None].expand(-1, -1, 4)
-        ref_unact = enc_boxes_unact.gather(1, gather4)
-        enc_topk_boxes = ref_unact.sigmoid()
+        topk_mem = out_mem.gather(1, idx[..., None].expand(-1, -1, out_mem.shape[-1]))  # (B,N,D)
+        # The box head is per token: running it on the N selected tokens only gives the same
+        # boxes as RT-DETR's head over all S tokens, at a fraction of the cost.
+        topk_anchors = anchors.expand(b, -1, -1).gather(1, idx[..., None].expand(-1, -1, 4))
+        enc_topk_boxes = (self.enc_bbox(topk_mem) + topk_anchors).sigmoid()  # (B, N, 4)
         enc_topk_logits = enc_logits.gather(1, idx[..., None])
-        tgt = out_mem.gather(1, idx[..., None].expand(-1, -1, out_mem.shape[-1])).detach()
-        query_mask = torch.arange(n, device=memory.device)[None] < counts[:, None]  # (B, N)
-        logits, boxes = self.decoder(tgt, enc_topk_boxes.detach(), memory, shapes, proto,
+        tgt = topk_mem.detach()
+        query_mask = torch.arange(n, device=device)[None] < counts[:, None]  # (B, N)
+        values = [s * v + layer.cross.value_proj.bias
+                  for v, layer in zip(cache["values"], self.decoder.layers, strict=True)]
+        logits, boxes = self.decoder(tgt, enc_topk_boxes.detach(), values, shapes, proto,
                                      ~query_mask)
         return DealOutput(logits=logits, boxes=boxes, enc_logits=enc_topk_logits,
                           enc_boxes=enc_topk_boxes, density_logits=density_logits,

@@ -79,7 +79,7 @@ class DealPredictor:
             raise TinysetError(f"DEAL predictor: expected an (H, W, 3) uint8 RGB image, got "
                                f"{image.shape} {image.dtype}")
         self._size = (int(image.shape[0]), int(image.shape[1]))
-        x = torch.from_numpy(np.ascontiguousarray(scale_image(image, self.scale)))
+        x = torch.from_numpy(np.array(scale_image(image, self.scale), copy=True))
         x = x.permute(2, 0, 1)[None].float().to(self.device) / 255.0  # (1, 3, h, w)
         self._features = self.model.encode(x)
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
@@ -105,8 +106,8 @@ class DensityActivation(nn.Module):
     """Point-guided density activation: W = cross-attn(PE, S3), C3 = S3 ⊗ W, DM = Conv(C3).
 
     Each foreground prompt's attended vector becomes a dynamic 1×1 kernel bank ``(kernel_dim, D)``;
-    convolving S3 with it gives one correlation map per prompt, and the maps of a prompt set are
-    max-pooled over its prompts into C3 (a location matches the set if it matches any point).
+    convolving S3 with it gives one correlation map per prompt, and C3 is their mean over the
+    set's foreground prompts (computed as one convolution with the mean kernel).
 
     Args:
         dim: feature width D.
@@ -125,12 +126,38 @@ class DensityActivation(nn.Module):
         # Focal-loss prior: the density starts near 0.01 everywhere (most cells are background).
         nn.init.constant_(self.head[-1].bias, -math.log(99.0))
 
-    def forward(self, s3: Tensor, pe: PromptEmbedding) -> tuple[Tensor, Tensor]:
+    def project(self, s3: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of S3 for the cross-attention, ``(B, h*w, D)`` each.
+
+        They do not depend on the prompts, so the model computes them once per image (encode).
+        """
+        _, d, h, w = s3.shape
+        tokens = s3.flatten(2).transpose(1, 2)                       # (B, h*w, D)
+        pos = sine_pos_2d(h, w, d, device=s3.device)[None]           # (1, h*w, D)
+        _, wk, wv = self.cross.in_proj_weight.chunk(3)
+        _, bk, bv = self.cross.in_proj_bias.chunk(3)
+        return F.linear(tokens + pos, wk, bk), F.linear(tokens, wv, bv)
+
+    def _attend(self, queries: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """``nn.MultiheadAttention`` on pre-projected keys/values: ``(B, K, D) -> (B, K, D)``."""
+        b, k, d = queries.shape
+        m = self.cross.num_heads
+        wq = self.cross.in_proj_weight[:d]
+        bq = self.cross.in_proj_bias[:d]
+        q = F.linear(queries, wq, bq).reshape(b, k, m, d // m).transpose(1, 2)  # (B, M, K, Dh)
+        kk = keys.reshape(b, -1, m, d // m).transpose(1, 2)                      # (B, M, S, Dh)
+        vv = values.reshape(b, -1, m, d // m).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, kk, vv)                          # (B, M, K, Dh)
+        return self.cross.out_proj(out.transpose(1, 2).reshape(b, k, d))
+
+    def forward(self, s3: Tensor, pe: PromptEmbedding,
+                kv: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """Correlate S3 with the prompts.
 
         Args:
             s3: ``(B, D, h, w)`` enhanced features.
             pe: prompt embeddings ``(B, K, D)``.
+            kv: keys and values from :meth:`project` (computed here when None).
 
         Returns:
             ``C3 (B, kernel_dim, h, w)`` and density logits ``DM (B, 1, h, w)``.
@@ -140,17 +167,17 @@ class DensityActivation(nn.Module):
         if k == 0:
             c3 = s3.new_zeros(b, self.kernel_dim, h, w)
             return c3, self.head(c3)
-        tokens = s3.flatten(2).transpose(1, 2)                       # (B, h*w, D)
-        pos = sine_pos_2d(h, w, d, device=s3.device)[None]           # (1, h*w, D)
+        keys, values = kv if kv is not None else self.project(s3)
         # PE already carries each point's position (PointEmbedding adds it).
-        attended, _ = self.cross(pe.tokens, tokens + pos, tokens)    # W of eq. 5, (B, K, D)
+        attended = self._attend(pe.tokens, keys, values)             # W of eq. 5, (B, K, D)
         kernels = self.to_kernel(self.norm(pe.tokens + attended))    # (B, K, kd*D)
         kernels = kernels.reshape(b, k, self.kernel_dim, d)          # (B, K, kd, D)
-        corr = torch.einsum("bkod,bdhw->bkohw", kernels, s3) / math.sqrt(d)  # (B,K,kd,h,w)
-        mask = pe.fg[:, :, None, None, None]
-        corr = corr.masked_fill(~mask, float("-inf")).amax(1)        # (B, kd, h, w)
+        # C3 is the mean of the prompts' correlation maps. Convolution is linear, so that equals
+        # one convolution with the mean kernel: the cost does not grow with the number of points.
         # A set without foreground prompt has no kernel: its C3 is zero.
-        c3 = torch.where(torch.isfinite(corr), corr, torch.zeros_like(corr))
+        w = pe.fg.float()[:, :, None, None]                          # (B, K, 1, 1)
+        kernel = (kernels * w).sum(1) / w.sum(1).clamp(min=1.0)      # (B, kd, D)
+        c3 = torch.einsum("bod,bdhw->bohw", kernel, s3) / math.sqrt(d)  # (B, kd, h, w)
         return c3, self.head(c3)
 
 

@@ -103,7 +103,7 @@ def load_model(path: Path, cfg: DealConfig | None = None) -> DEAL:
 def train(cfg: DealConfig, train_json: Path, image_root: Path, work_dir: Path, *,
           steps: int | None = None, minutes: float | None = None, seed: int = 0,
           resume: bool = True, checkpoint_every: int = 200, device: str = "cpu",
-          ) -> TrainResult:
+          wall_minutes: float | None = None) -> TrainResult:
     """Train DEAL on a COCO file; stop at ``steps`` or after ``minutes`` of training time.
 
     Args:
@@ -119,6 +119,8 @@ def train(cfg: DealConfig, train_json: Path, image_root: Path, work_dir: Path, *
         resume: continue from ``work_dir/last.pt`` when it exists.
         checkpoint_every: steps between checkpoints.
         device: torch device.
+        wall_minutes: also stop after this much wall-clock time in this call (a deadline on a
+            shared machine; the result records the steps actually done).
 
     Returns:
         A :class:`TrainResult`.
@@ -128,16 +130,18 @@ def train(cfg: DealConfig, train_json: Path, image_root: Path, work_dir: Path, *
     torch.manual_seed(seed)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    data = TrainImages(load_records(Path(train_json), Path(image_root)), cfg.input_scale,
-                       cfg.train_crop)
-    model = build_model(cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  foreach=True)
     ckpt_path = work_dir / "last.pt"
-    step, seconds = 0, 0.0
+    ckpt = None
     if resume and ckpt_path.is_file():
         ckpt = read_checkpoint(ckpt_path)
         check_compatible(ckpt_path, DealConfig.from_dict(ckpt["config"]), cfg)
+    model = build_model(cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  foreach=True)
+    data = TrainImages(load_records(Path(train_json), Path(image_root)), cfg.input_scale,
+                       cfg.train_crop)
+    step, seconds = 0, 0.0
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         if ckpt.get("optimizer") is not None:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -146,26 +150,30 @@ def train(cfg: DealConfig, train_json: Path, image_root: Path, work_dir: Path, *
     # Continue the random stream where a resumed run would have been.
     rng = np.random.default_rng([seed, step])
     budget = minutes * 60 if minutes is not None else float("inf")
+    wall_end = time.monotonic() + wall_minutes * 60 if wall_minutes is not None else float("inf")
     total_steps = steps if steps is not None else None
     model.train()
     last: dict[str, float] = {}
+    logged = False
     log = (work_dir / "log.jsonl").open("a", encoding="utf-8")
     try:
         with make_progress() as progress:
             task = progress.add_task("DEAL train", total=total_steps, completed=step)
-            while (total_steps is None or step < total_steps) and seconds < budget:
+            while ((total_steps is None or step < total_steps) and seconds < budget
+                   and time.monotonic() < wall_end):
                 t0 = time.process_time()
                 last = _step(model, optimizer, data, cfg, rng, step, device)
                 step += 1
                 seconds += time.process_time() - t0
                 progress.update(task, completed=step,
                                 description=f"DEAL train loss {last['total']:.3f}")
-                if step % 20 == 0 or step == 1:
-                    log.write(json.dumps({"step": step, "seconds": round(seconds, 1), **last})
-                              + "\n")
-                    log.flush()
+                logged = step % 20 == 0 or step == 1
+                if logged:
+                    _log(log, step, seconds, last)
                 if step % checkpoint_every == 0:
                     save_checkpoint(ckpt_path, model, optimizer, step, seconds)
+            if last and not logged:
+                _log(log, step, seconds, last)  # the run's final step is always logged
     finally:
         log.close()
     save_checkpoint(ckpt_path, model, optimizer, step, seconds)
@@ -174,6 +182,11 @@ def train(cfg: DealConfig, train_json: Path, image_root: Path, work_dir: Path, *
 
     write_json(work_dir / "train.json", {"config": cfg.to_dict(), **result.to_dict()})
     return result
+
+
+def _log(log: Any, step: int, seconds: float, losses: dict[str, float]) -> None:
+    log.write(json.dumps({"step": step, "seconds": round(seconds, 1), **losses}) + "\n")
+    log.flush()
 
 
 def _lr_at(cfg: DealConfig, step: int) -> float:

@@ -135,3 +135,35 @@ def test_predictor_rejects_bad_prompts(cfg: DealConfig) -> None:
         pred.predict([])
     with pytest.raises(TinysetError, match="0/1"):
         pred.predict([[10.0, 10.0]], [2])
+
+
+def test_cached_projections_equal_projecting_the_modulated_memory(cfg: DealConfig) -> None:
+    """decode() rescales cached projections; that must equal RT-DETR's direct computation."""
+    import torch.nn.functional as F
+
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        feats = model.encode(torch.rand(1, 3, 64, 96))
+        pts, labels = torch.tensor([[[30.0, 20.0]]]), torch.tensor([[1]])
+        pe = model.point_embed(feats.levels, pts, labels)
+        c3_direct, dm_direct = model.density(feats.levels[0], pe)  # keys/values projected here
+        c3_cached, dm_cached = model.density(feats.levels[0], pe, feats.cache["kv"])
+        torch.testing.assert_close(c3_direct, c3_cached)
+        torch.testing.assert_close(dm_direct, dm_cached)
+        # The modulated memory, projected directly, equals the rescaled cached projection.
+        dm = dm_direct.sigmoid()
+        mod = [lvl * F.adaptive_max_pool2d(dm, lvl.shape[-2:]) for lvl in feats.levels]
+        memory = torch.cat([m.flatten(2).transpose(1, 2) for m in mod], 1)
+        memory = memory * feats.cache["valid"][..., None].float()
+        layer = model.decoder.layers[0].cross.value_proj
+        scale = torch.cat([F.adaptive_max_pool2d(dm, s).flatten(1)
+                           for s in feats.cache["shapes"]], 1) * feats.cache["valid"].float()
+        torch.testing.assert_close(layer(memory),
+                                   scale[..., None] * feats.cache["values"][0] + layer.bias)
+        # And the density cross-attention equals torch's MultiheadAttention.
+        tokens = feats.levels[0].flatten(2).transpose(1, 2)
+        from deal.hfe import sine_pos_2d
+
+        pos = sine_pos_2d(*feats.levels[0].shape[-2:], cfg.hidden_dim)[None]
+        ref, _ = model.density.cross(pe.tokens, tokens + pos, tokens)
+        torch.testing.assert_close(model.density._attend(pe.tokens, *feats.cache["kv"]), ref)

@@ -110,7 +110,8 @@ def test_decoder_and_heads_shapes() -> None:
     dec = Decoder(64, 4, 128, 2, 3, 4, prompted=True)
     shapes = [(12, 16), (6, 8), (3, 4)]
     memory = torch.randn(2, sum(h * w for h, w in shapes), 64)
-    logits, boxes = dec(torch.randn(2, 9, 64), torch.rand(2, 9, 4) * 0.5 + 0.25, memory,
+    values = [layer.cross.value_proj(memory) for layer in dec.layers]
+    logits, boxes = dec(torch.randn(2, 9, 64), torch.rand(2, 9, 4) * 0.5 + 0.25, values,
                         shapes, torch.randn(2, 64), None)
     assert logits.shape == (2, 2, 9, 1) and boxes.shape == (2, 2, 9, 4)
     assert boxes.min() >= 0 and boxes.max() <= 1
