@@ -67,9 +67,10 @@ def make_source(raw: Path, name: str, images: Sequence[tuple[str, int, int, str 
                                    window=(0, 0, w, h), scale=1.0))
         for cat, bbox, crowd in boxes:
             ann_id += 1
+            extra = {"note": f"a{ann_id}", "name": 'Fußgänger "x"',
+                     "segmentation": [[1, 2, 3, 4]]}
             ds.annotations.append(CocoAnnotation(id=ann_id, image_id=k, category_id=cat_id[cat],
-                                                 bbox=bbox, iscrowd=crowd,
-                                                 extra={"note": f"a{ann_id}"}))
+                                                 bbox=bbox, iscrowd=crowd, extra=extra))
     ds.validate()
     return Conversion(info=info, dataset=ds, skipped={}, examples={}, counts={})
 

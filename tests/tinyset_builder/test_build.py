@@ -13,6 +13,7 @@ from tinyset_builder.build import BuildOptions, build, build_from_conversions, v
 from tinyset_builder.coco import CocoDataset, CocoImage
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.imageio import read_image
+from tinyset_builder.io import dumps_json
 from tinyset_builder.splits import find_leaks, hash_split
 
 
@@ -79,6 +80,9 @@ def test_output_contract(designed: tuple[Path, dict]) -> None:
     from PIL import Image
 
     for split, f in record["annotation_files"].items():
+        raw_bytes = (out / f["file"]).read_bytes()
+        # The streamed file is exactly what the toolkit's JSON writer gives for its content.
+        assert raw_bytes == dumps_json(json.loads(raw_bytes))
         coco = CocoDataset.load(out / f["file"])      # validates ids and references
         assert [c.name for c in coco.categories][:2] != []
         cats = {c.id: c.name for c in coco.categories}
@@ -90,6 +94,8 @@ def test_output_contract(designed: tuple[Path, dict]) -> None:
                 assert im.size == (1024, 1024)
         for ann in coco.annotations:
             assert ann.area == ann.bbox[2] * ann.bbox[3]
+            # Scalar source attributes travel along; geometry in original pixels does not.
+            assert ann.extra["name"] == 'Fußgänger "x"' and "segmentation" not in ann.extra
             assert cats[ann.category_id].startswith("srca/")
     # pycocotools reads the files as they are.
     from pycocotools.coco import COCO
