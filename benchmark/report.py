@@ -237,6 +237,7 @@ def to_csv(frame: Any) -> str:
 
 def to_rich(frame: Any, table: str = "I") -> list[Any]:
     """rich Tables (one per dataset) for the terminal: compact, one line per row."""
+    from rich.markup import escape
     from rich.table import Table
 
     tables = []
@@ -257,8 +258,10 @@ def to_rich(frame: Any, table: str = "I") -> list[Any]:
             cells = _cells(row)
             kind = str(row["status"]).split(":", 1)[0]
             style = {"ok": "green", "failed": "red", "unavailable": "yellow"}.get(kind, "dim")
-            t.add_row(f"{cells[0]} {cells[1]}", cells[2], *cells[5:-1],
-                      f"[{style}]{_status(cells[-1], 48)}[/{style}]")
+            label = (f"{cells[0]} {cells[1]}" if str(row["id"]).isdigit()
+                     else f"{cells[1]} [{row['id']}]")
+            t.add_row(escape(label), escape(cells[2]), *cells[5:-1],
+                      f"[{style}]{escape(_status(cells[-1], 48))}[/{style}]")
         tables.append(t)
     return tables
 

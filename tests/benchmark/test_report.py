@@ -96,6 +96,7 @@ def test_latex_csv_rich_and_html(store: ResultsStore, tmp_path: Path) -> None:
 
     text = render(frame, "rich")
     assert "Faster R-CNN" in text and "43.2 / 25.0" in text and "unavailable" in text
+    assert "YOLOv8-P2 [yolov8-p2]" in text  # ids in brackets survive rich markup
 
     page = render(frame, "html")
     assert page.count("data:image/png;base64,") == 2
