@@ -15,13 +15,16 @@ accounting or annotation files were tampered with.
 from __future__ import annotations
 
 import json
+import random
+import re
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _hostile import ROOT, TINYSET, assert_no_secret, cli_env, run_cli
+from _hostile import ROOT, TINYSET, TRIED, assert_no_secret, check_error, cli_env, run_cli
 
 from tinyset_builder.sources import SOURCES, synthesize_sources
 
@@ -29,13 +32,21 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    root = tmp_path_factory.mktemp("demo")
-    summaries = synthesize_sources(root / "raw")  # what `tinyset sources synth` writes
+def demo_raw(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """All 24 synthetic sources in their native layouts, and what each synthesizer wrote."""
+    raw = tmp_path_factory.mktemp("demo") / "raw"
+    summaries = synthesize_sources(raw)  # what `tinyset sources synth` writes
     assert sorted(summaries) == sorted(SOURCES) and len(summaries) == 24
-    run_cli([TINYSET, "build", "--raw", str(root / "raw"), "--out", str(root / "out"),
+    return raw, summaries
+
+
+@pytest.fixture(scope="module")
+def demo(demo_raw: tuple[Path, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """``tinyset build`` of the 24 sources."""
+    raw, summaries = demo_raw
+    run_cli([TINYSET, "build", "--raw", str(raw), "--out", str(raw.parent / "out"),
              "--workers", "2", "--no-stats"])
-    return root / "out", summaries
+    return raw.parent / "out", summaries
 
 
 def _record(out: Path) -> dict[str, Any]:
@@ -125,3 +136,57 @@ def test_build_verify_accepts_the_build_and_refuses_tampering(
     p = _verify(bad2)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Every converter on damaged native files (the demo's raw copies, mutated)
+
+NATIVE_SUFFIXES = {".json", ".txt", ".xml", ".csv", ".odgt", ".yaml", ".yml"}
+MUTATIONS = [b"NaN", b"-1e400", b"1e308", b"-5", b"0", b'"x"', b"null", b"9" * 25, b"[]"]
+
+
+def _mutate(data: bytes, rng: random.Random) -> bytes:
+    kind = rng.randrange(6)
+    if kind == 0:  # truncated (an interrupted download)
+        return data[: rng.randrange(len(data) + 1)]
+    if kind == 1:  # one number replaced by a hostile value
+        nums = list(re.finditer(rb"-?\d+(\.\d+)?", data))
+        if nums:
+            m = rng.choice(nums)
+            return data[:m.start()] + rng.choice(MUTATIONS) + data[m.end():]
+    if kind == 2:  # garbage inserted
+        i = rng.randrange(len(data) + 1)
+        return data[:i] + rng.choice([b"\n,,,\n", b"\xff\xfe", b"\x00", b'"', b"<", b"{",
+                                      b"\n../../etc/passwd\n"]) + data[i:]
+    if kind == 3:  # an image name that climbs out of the root
+        return data.replace(b".jpg", b"/../../../x.jpg", 1)
+    if kind == 4:  # lines in another order
+        lines = data.split(b"\n")
+        rng.shuffle(lines)
+        return b"\n".join(lines)
+    return b""
+
+
+def test_converters_on_damaged_native_files(demo_raw: tuple[Path, dict[str, Any]],
+                                            tmp_path: Path) -> None:
+    """A damaged annotation file of any source gives a converted dataset or one line."""
+    from tinyset_builder.sources import convert_source
+
+    raw, _ = demo_raw
+    for name in SOURCES:
+        files = sorted(p for p in (raw / name).rglob("*")
+                       if p.is_file() and p.suffix.lower() in NATIVE_SUFFIXES)
+        assert files, name
+        rng = random.Random(name)
+        for trial in range(2):
+            work = tmp_path / f"{name}-{trial}"
+            shutil.copytree(raw / name, work / name)
+            victim = work / name / rng.choice(files).relative_to(raw / name)
+            victim.write_bytes(_mutate(victim.read_bytes(), rng))
+            TRIED["converters"] += 1
+            for mode in ("raise", "skip"):
+                try:
+                    convert_source(name, work, on_error=mode)  # type: ignore[arg-type]
+                except Exception as e:
+                    check_error(e, work / name)
+            shutil.rmtree(work)
