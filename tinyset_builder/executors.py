@@ -17,7 +17,11 @@ file system), as with any cluster build.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Literal, Protocol, TypeVar
@@ -38,12 +42,15 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """In-process for one worker; a process pool (``forkserver`` start method) for more.
+    """In-process for one worker; a process pool for more.
 
-    ``forkserver`` rather than ``fork``: a child forked from the parent inherits its threads'
-    locks (rich's refresh thread, a test runner's), which can deadlock. Rather than ``spawn``:
-    the server imports the pipeline once and each worker is forked from that clean,
-    single-threaded process, so starting N workers costs one interpreter start, not N.
+    Start method: ``fork`` on Linux when the parent runs a single Python thread (fast, and a
+    script calling the build needs no ``if __name__ == "__main__":`` guard); otherwise
+    ``forkserver`` (``spawn`` where that does not exist), because a child forked from a process
+    with other threads (rich's refresh thread when a progress bar is live in a terminal) can
+    inherit a held lock and hang. ``forkserver`` imports the pipeline once in its server and
+    forks each worker from that clean process; as with ``spawn``, the calling script then needs
+    the ``__main__`` guard (the ``tinyset`` command has it).
     """
 
     def __init__(self, workers: int = 1) -> None:
@@ -57,10 +64,7 @@ class LocalExecutor:
             for t in tasks:
                 yield fn(t)
             return
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["tinyset_builder.pipeline"])
+        ctx = _pool_context()
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
             pending: set[Future[R]] = set()
             it = iter(tasks)
@@ -76,6 +80,18 @@ class LocalExecutor:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     yield f.result()
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context for the pool (see :class:`LocalExecutor`)."""
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["tinyset_builder.pipeline"])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 class RayExecutor:
