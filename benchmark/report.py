@@ -322,7 +322,8 @@ def plot_relative(frame: Any) -> str | None:
     import numpy as np
 
     ref = frame[(frame["id"] == REFERENCE_ROW)]
-    ref_paper = 43.2 if ref.empty else float(ref[f"{REFERENCE_METRIC}_paper"].iloc[0])
+    ref_paper = (load_methods().get(REFERENCE_ROW).paper[REFERENCE_METRIC] if ref.empty
+                 else float(ref[f"{REFERENCE_METRIC}_paper"].iloc[0]))
     ref_meas = math.nan if ref.empty else float(ref[f"{REFERENCE_METRIC}_measured"].iloc[0])
     rows = frame[~frame[f"{REFERENCE_METRIC}_paper"].isna()
                  | ~frame[f"{REFERENCE_METRIC}_measured"].isna()]
