@@ -542,6 +542,17 @@ def sweep(out: Path, record: dict[str, Any]) -> int:
         if not keep:
             split_dir.rmdir()
     shutil.rmtree(out / WORK_DIR / "merge", ignore_errors=True)
+    # Temporary files of atomic writes a killed build left elsewhere (annotations/, stats/,
+    # .work/ results, build.json): never read, but they must not pile up or be published.
+    for child in out.iterdir():
+        if child.name == "images":
+            continue
+        stray = [child] if child.name.endswith(".part") else (
+            list(child.rglob("*.part")) if child.is_dir() else [])
+        for path in stray:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
     return removed
 
 
