@@ -1,4 +1,14 @@
-"""``tinyset demo``: the whole flow on synthetic miniature sources, no download needed."""
+"""``tinyset demo``: the whole flow on synthetic miniature sources, no download needed.
+
+Stages (each resumable: run it again and finished work is reused):
+
+1. synthesize all 24 raw sources in their native layouts (``OUT/raw``);
+2. build TinySet from them (``OUT/tinyset``): crop-or-pad, 40 % filter, dedupe, splits, stats;
+3. derive every label-efficient variant and P2SOD prompt set (``OUT/tinyset/variants``);
+4. run a CPU-sized benchmark (``--schedule smoke``): a torchvision detector, YOLOv8-P2 and DEAL
+   (``OUT/runs``);
+5. render Tables I and II, paper beside measured (``OUT/report_table{I,II}.{md,html}``).
+"""
 
 from __future__ import annotations
 
@@ -7,23 +17,48 @@ from typing import Annotated
 
 import typer
 
+#: Rows the demo benchmarks: Faster R-CNN (#2, torchvision), YOLOv8-P2 (ultralytics) and DEAL.
+DEMO_METHODS = "2,yolov8-p2,deal"
+
 
 def demo(out: Annotated[Path, typer.Option("--out", help="Working folder.")] = Path("demo"),
-         seed: Annotated[int, typer.Option(help="Random seed.")] = 0) -> None:
-    """Synthesize all 24 raw sources and convert them (later stages extend this)."""
-    from tinyset_builder.cli_sources import conversion_table
+         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+         workers: Annotated[int, typer.Option(help="Build workers.")] = 2,
+         methods: Annotated[str, typer.Option(
+             help="Manifest ids to benchmark (empty: skip the benchmark).")] = DEMO_METHODS,
+         device: Annotated[str, typer.Option(help="auto, cpu or cuda:0.")] = "auto") -> None:
+    """Run synthesize → build → derive → benchmark → report on synthetic sources."""
+    from benchmark.cli_bench import benchmark
+    from benchmark.protocols import SETTINGS, derive_variant
+    from benchmark.report import write_report
+    from tinyset_builder.build import build
     from tinyset_builder.progress import console, track
-    from tinyset_builder.sources import SOURCES, convert_source, get_source
+    from tinyset_builder.sources import SOURCES, get_source
 
-    raw = out / "raw"
-    for i, name in enumerate(track(list(SOURCES), "1/2 synthesizing raw sources")):
-        get_source(name).synthesize(raw / name, seed + i)
-    conversions = []
-    for name in track(list(SOURCES), "2/2 converting sources"):
-        conv = convert_source(name, raw)
-        conv.dataset.save(out / "converted" / f"{name}.json")
-        conversions.append(conv)
-    console.print(conversion_table(conversions))
+    raw, data, runs = out / "raw", out / "tinyset", out / "runs"
+    console.rule("1/5 synthesizing the 24 raw sources")
+    for i, name in enumerate(track(list(SOURCES), "synthesizing")):
+        if not (raw / name).is_dir():  # resumable: a source already written is kept
+            get_source(name).synthesize(raw / name, seed + i)
+    console.rule("2/5 building TinySet")
+    build(raw, data, workers=workers)
+    console.rule("3/5 deriving label-efficient variants and prompt sets")
+    for setting in track(list(SETTINGS), "deriving"):
+        derive_variant(data, setting, seed=seed)
+    if methods:
+        console.rule("4/5 benchmark (CPU-sized smoke schedule)")
+        benchmark(data=data, paradigm="all", methods=methods, runs=runs, schedule="smoke",
+                  seeds=str(seed), device=device)
+        console.rule("5/5 report")
+        written = []
+        for table in ("I", "II"):  # Table I: baselines; Table II: point-prompted (DEAL)
+            for fmt in ("md", "html"):
+                path = out / f"report_table{table}.{fmt}"
+                write_report(runs, fmt, path, table=table)
+                written.append(str(path))
+        console.print("report: " + ", ".join(written))
+    console.print(f"built dataset: {data} (statistics in {data / 'stats'}); "
+                  f"browse it with: tinyset browse {data}")
 
 
 def register(app: typer.Typer) -> None:
