@@ -22,6 +22,7 @@ batches from a generator, so the dataset never exists twice in memory.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -520,9 +521,17 @@ def launch(ds: Any, *, port: int = DEFAULT_PORT, address: str = "127.0.0.1",
     server = AppServer.start(port=port, address=address)
     try:
         # The server answers, so FiftyOne connects to it instead of starting its own.
-        # FiftyOne prints its ssh port-forwarding hint on stdout; stdout carries only the URL.
-        with contextlib.redirect_stdout(sys.stderr):
-            session = fo.launch_app(ds, port=port, address=address, remote=True, auto=False)
+        # FiftyOne prints an ssh port-forwarding hint and logs "Connected to FiftyOne" on
+        # stdout; both are quieted here so that stdout carries only the URL.
+        fo_logger = logging.getLogger("fiftyone")
+        level = fo_logger.level
+        fo_logger.setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                session = fo.launch_app(ds, port=port, address=address, remote=True,
+                                        auto=False)
+        finally:
+            fo_logger.setLevel(level)
         if wait:
             print(server.url, flush=True)
             console.print("FiftyOne App running; press Ctrl-C to stop.")

@@ -104,7 +104,7 @@ def test_card_yaml_validates(built: Path, exported: tuple[Path, Any]) -> None:
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard
 
-    folder, summary = exported
+    folder, _ = exported
     card = DatasetCard.load(folder / "README.md")
     data = card.data
     assert data.license == "other" and data.license_link == "LICENSE.md"
