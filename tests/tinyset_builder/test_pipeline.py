@@ -67,22 +67,27 @@ def test_ray_executor_gives_the_same_bytes(sources: tuple[Path, list],
     os.environ["RAY_AUTH_MODE"] = "disabled"
     ray = pytest.importorskip("ray")
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    for attempt in (1, 2):
-        # Ray gives its raylet a fixed 30 s to register; on a saturated 2-core runner that can
-        # run out once. One retry; a Ray that cannot start twice fails the test.
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
-            break
-        except Exception as e:
-            ray.shutdown()
-            if attempt == 2 or "timed out during startup" not in str(e):
-                raise
     try:
+        for attempt in (1, 2):
+            # Ray gives its raylet a fixed 30 s to register; on a saturated 2-core runner that
+            # can run out once. One retry; a Ray that cannot start twice fails the test.
+            try:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                         _temp_dir=temp)
+                break
+            except Exception as e:
+                ray.shutdown()
+                if attempt == 2 or "timed out during startup" not in str(e):
+                    raise
         raw, convs = sources
         build_from_conversions(convs, raw, tmp_path / "out", executor="ray", stats=False)
     finally:
         ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+        for _ in range(20):  # Ray's processes may still close their logs for a moment
+            shutil.rmtree(temp, ignore_errors=True)
+            if not os.path.exists(temp):
+                break
+            time.sleep(0.5)
     assert tree_bytes(tmp_path / "out") == {k: v for k, v in one_worker.items()
                                             if not k.startswith("stats/")}
 
