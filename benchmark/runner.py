@@ -37,11 +37,11 @@ from typing import Any
 
 from benchmark.manifest import Method
 from benchmark.results import PREDICTIONS_FILE, SCHEMA, ResultsStore, RunKey, dataset_key
+from tinyset_builder.built import load_build_record
 from tinyset_builder.errors import TinysetError
-from tinyset_builder.io import read_json, write_json
+from tinyset_builder.io import write_json
 
 #: ``build.json``'s ``tool`` field of datasets the toolkit built.
-BUILDER_TOOL = "tinyset-builder"
 #: Settings that need no derived variant.
 PLAIN_SETTINGS = ("full", "zero-shot")
 #: Packages whose versions go into every record (read from metadata, never imported).
@@ -101,16 +101,7 @@ def check_dataset(data_dir: Path, split: str = "test") -> dict[str, Any]:
     Raises:
         TinysetError: one line naming the folder and what is wrong.
     """
-    build = data_dir / "build.json"
-    if not data_dir.is_dir():
-        raise TinysetError(f"{data_dir}: dataset folder not found")
-    if not build.is_file():
-        raise TinysetError(f"{data_dir}: not a dataset built by tinyset (no build.json); "
-                           f"build one with `tinyset build`")
-    info = read_json(build)
-    if not isinstance(info, dict) or info.get("tool") != BUILDER_TOOL:
-        raise TinysetError(f"{build}: not written by {BUILDER_TOOL} "
-                           f"(tool={info.get('tool') if isinstance(info, dict) else None!r})")
+    info = load_build_record(data_dir)
     for s in ("train", split):
         if not (data_dir / "annotations" / f"{s}.json").is_file():
             raise TinysetError(f"{data_dir}: annotations/{s}.json missing")

@@ -36,12 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyset_builder.built import load_build_record
 from tinyset_builder.coco import SPLITS
 from tinyset_builder.errors import TinysetError
-from tinyset_builder.io import read_json
+from tinyset_builder.io import read_json, sha256_file
 
-#: ``build.json``'s ``tool`` field of datasets the toolkit built.
-BUILDER_TOOL = "tinyset-builder"
 #: Size buckets of the evaluation protocol (DESIGN.md), px², upper bounds inclusive.
 SIZE_BUCKETS = (("very_tiny", 64.0), ("tiny", 256.0), ("small", 1024.0), ("medium", float("inf")))
 #: Detections per image the evaluator considers (the protocol's largest maxDets).
@@ -60,26 +59,9 @@ def size_bucket(area: float) -> str:
     return SIZE_BUCKETS[-1][0]
 
 
-def check_built(out: Path) -> dict[str, Any]:
-    """Return ``OUT/build.json``; refuse a folder the toolkit did not build (one-line error)."""
-    out = Path(out)
-    if not out.is_dir():
-        raise TinysetError(f"{out}: dataset folder not found")
-    path = out / "build.json"
-    if not path.is_file():
-        raise TinysetError(f"{out}: not a dataset built by tinyset (no build.json); "
-                           f"build one with `tinyset build`")
-    record = read_json(path)
-    if not isinstance(record, dict) or record.get("tool") != BUILDER_TOOL:
-        raise TinysetError(f"{path}: not written by {BUILDER_TOOL}")
-    return record
-
-
 def build_hash(out: Path) -> str:
     """SHA-256 of ``OUT/build.json``: names one build (the results store uses its first 8)."""
-    import hashlib
-
-    return hashlib.sha256((Path(out) / "build.json").read_bytes()).hexdigest()
+    return sha256_file(Path(out) / "build.json")
 
 
 def built_splits(out: Path, record: Mapping[str, Any], split: str | None = None) -> list[str]:
@@ -397,7 +379,7 @@ def load_dataset(out: Path, *, split: str | None = None, runs: Path | None = Non
     from tinyset_builder.progress import track
 
     out = Path(out)
-    record = check_built(out)
+    record = load_build_record(out)
     splits = built_splits(out, record, split)
     run_list = [r for r in find_runs(runs, out) if r.split in splits] if runs else []
     if runs and not run_list:

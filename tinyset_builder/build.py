@@ -30,12 +30,13 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from tinyset_builder import __version__
+from tinyset_builder.built import TOOL, load_build_record
 from tinyset_builder.coco import SPLITS, CocoCategory, CocoImage
 from tinyset_builder.dedupe import FirstSeen
 from tinyset_builder.errors import OnError, TinysetError
 from tinyset_builder.filters import LargeObjectFilter
 from tinyset_builder.imageio import MAX_PIXELS
-from tinyset_builder.io import dumps_json, read_json, write_json
+from tinyset_builder.io import dumps_json, write_json
 from tinyset_builder.paths import safe_join
 from tinyset_builder.pipeline import (
     OUTCOMES,
@@ -50,7 +51,6 @@ from tinyset_builder.pipeline import (
 from tinyset_builder.splits import DEFAULT_RATIOS, assign_split, check_ratios
 from tinyset_builder.tiling import TilingOptions
 
-TOOL = "tinyset-builder"
 WORK_DIR = ".work"
 _SCALAR = (str, int, float, bool, type(None))
 
@@ -588,9 +588,7 @@ def verify_build(out: Path) -> dict[str, Any]:
     from tinyset_builder.splits import find_leaks
 
     out = Path(out)
-    record = read_json(out / "build.json")
-    if record.get("tool") != TOOL:
-        raise TinysetError(f"{out}/build.json: not written by {TOOL}")
+    record = load_build_record(out)
     problems = accounting_problems(record)
     tile = record["options"]["tiling"]["tile"]
     all_images: list[CocoImage] = []

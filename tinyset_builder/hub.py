@@ -30,7 +30,6 @@ Two steps, kept apart so that the slow, local one can be checked and resumed on 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -39,9 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyset_builder.browse import build_hash, built_splits, check_built
+from tinyset_builder.browse import build_hash, built_splits
+from tinyset_builder.built import load_build_record
 from tinyset_builder.errors import TinysetError
-from tinyset_builder.io import FILE_MODE, atomic_write_bytes, read_json, write_json
+from tinyset_builder.io import (
+    FILE_MODE,
+    atomic_write_bytes,
+    read_json,
+    sha256_file,
+    write_json,
+)
 
 #: Nominal shard size, as ``datasets`` measures it (uncompressed Arrow bytes; images dominate).
 DEFAULT_SHARD_BYTES = 500 * 1000**2
@@ -127,14 +133,6 @@ def _rows(out: Path, split: str, images: Sequence[Mapping[str, Any]],
             "window": img.get("window"), "original_file": img.get("original_file"),
             "scale": img.get("scale"), "file_name": img["file_name"],
         }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_shard(path: Path, rows: Iterator[dict[str, Any]], features: Any) -> int:
@@ -229,7 +227,7 @@ def export(out: Path, export_dir: Path, *, max_shard_bytes: int = DEFAULT_SHARD_
     from tinyset_builder.progress import make_progress
 
     out, export_dir = Path(out), Path(export_dir)
-    record = check_built(out)
+    record = load_build_record(out)
     if export_dir.resolve() == out.resolve() or out.resolve() in export_dir.resolve().parents:
         raise TinysetError(f"{export_dir}: the export folder must lie outside the dataset {out}")
     splits = built_splits(out, record)
@@ -266,14 +264,14 @@ def export(out: Path, export_dir: Path, *, max_shard_bytes: int = DEFAULT_SHARD_
                 planned.add(shard.path)
                 target = export_dir / shard.path
                 done = state["shards"].get(shard.path)
-                if done and target.is_file() and _sha256(target) == done["sha256"]:
+                if done and target.is_file() and sha256_file(target) == done["sha256"]:
                     summary.reused += 1
                 else:
                     if stop_after is not None and summary.written >= stop_after:
                         return summary
                     nbytes = write_shard(target, _rows(out, split, coco["images"], anns,
                                                        cat_index, shard.images), features)
-                    done = {"sha256": _sha256(target), "rows": len(shard.images),
+                    done = {"sha256": sha256_file(target), "rows": len(shard.images),
                             "num_bytes": nbytes}
                     state["shards"][shard.path] = done
                     write_json(state_path, state, indent=1)

@@ -11,6 +11,7 @@ UTF-8, trailing newline), so the same data gives byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -43,6 +44,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return path
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (memory does not grow with the file)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def dumps_json(obj: Any, *, indent: int | None = None) -> bytes:
     """Serialise ``obj`` to UTF-8 JSON bytes in the toolkit's fixed layout."""
     separators = (",", ":") if indent is None else (",", ": ")
@@ -52,7 +62,7 @@ def dumps_json(obj: Any, *, indent: int | None = None) -> bytes:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = None) -> Path:
-    """Write ``obj`` as JSON atomically; ``indent`` for small human-read files (meta, build.json)."""
+    """Write ``obj`` as JSON atomically; ``indent`` for small files people read (build.json)."""
     return atomic_write_bytes(path, dumps_json(obj, indent=indent))
 
 

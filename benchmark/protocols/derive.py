@@ -10,7 +10,6 @@ files match their recorded hashes is reused as is. See ``docs/variants.md``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -25,15 +24,15 @@ from benchmark.protocols.points import add_points
 from benchmark.protocols.prompts import prompt_file
 from benchmark.protocols.semi import split_semi
 from benchmark.protocols.shot import sparse_shot
+from tinyset_builder.built import load_build_record
 from tinyset_builder.coco import CocoDataset, RecordError
 from tinyset_builder.errors import TinysetError
-from tinyset_builder.io import FILE_MODE, read_json, write_json
+from tinyset_builder.io import FILE_MODE, read_json, sha256_file, write_json
 from tinyset_builder.progress import console
 
 META_SCHEMA = "tinyset-variant/1"
 #: Bump when a protocol's definition changes, so old variants are rebuilt rather than reused.
 PROTOCOL_VERSION = 1
-BUILD_TOOL = "tinyset-builder"
 PROMPT_SPLITS = ("val", "test")
 #: mkdtemp makes 0700 folders; a published variant gets the usual 0777 & ~umask.
 DIR_MODE = FILE_MODE | ((FILE_MODE >> 2) & 0o111)
@@ -151,30 +150,6 @@ def variant_name(setting: str, *, seed: int = 0, fold: int = 0, **options: Any) 
     return "_".join(parts)
 
 
-def check_toolkit_dataset(data_dir: Path) -> None:
-    """Refuse a folder that ``tinyset build`` did not write (one-line :class:`TinysetError`)."""
-    if not data_dir.is_dir():
-        raise TinysetError(f"{data_dir}: no such dataset folder")
-    build = data_dir / "build.json"
-    if not build.is_file():
-        raise TinysetError(f"{data_dir}: not a dataset built by the toolkit (no build.json); "
-                           f"build it with `tinyset build` first")
-    meta = read_json(build)
-    tool = meta.get("tool") if isinstance(meta, dict) else None
-    if tool != BUILD_TOOL:
-        raise TinysetError(f"{build}: not a dataset built by the toolkit "
-                           f"(\"tool\" is {tool!r}, expected {BUILD_TOOL!r})")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _annotation_path(data_dir: Path, split: str) -> Path:
     path = data_dir / "annotations" / f"{split}.json"
     if not path.is_file():
@@ -281,7 +256,7 @@ def derive_variant(data_dir: Path, setting: str, *, seed: int = 0, fold: int = 0
     if seed < 0:
         raise TinysetError(f"seed must be >= 0, got {seed}")
     resolved = resolve_options(spec, fold, options)
-    check_toolkit_dataset(data_dir)
+    load_build_record(data_dir)
     paths = {split: _annotation_path(data_dir, split) for split in spec.splits}
     sources = {split: sha256_file(path) for split, path in paths.items()}
     request = _request(spec, seed, fold, resolved, sources)

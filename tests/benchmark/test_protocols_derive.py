@@ -154,7 +154,7 @@ def test_bad_requests_are_refused_in_one_line(data: Path, setting: str, options:
 def test_folders_not_built_by_the_toolkit_are_refused(data: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     shutil.copytree(data / "annotations", plain / "annotations")
-    with pytest.raises(TinysetError, match=r"not a dataset built by the toolkit \(no build\.json"):
+    with pytest.raises(TinysetError, match=r"not a dataset built by tinyset \(no build\.json"):
         derive_variant(plain, "noise-20")
     other = write_built_dataset(tmp_path / "other", train=2, val=1, test=1, tool="labelme")
     with pytest.raises(TinysetError, match="\"tool\" is 'labelme'"):
@@ -162,7 +162,7 @@ def test_folders_not_built_by_the_toolkit_are_refused(data: Path, tmp_path: Path
     (data / "annotations" / "test.json").unlink()
     with pytest.raises(TinysetError, match=r"test.json: missing; the dataset has no test split"):
         derive_variant(data, "p2sod-1")
-    with pytest.raises(TinysetError, match="no such dataset folder"):
+    with pytest.raises(TinysetError, match="dataset folder not found"):
         derive_variant(tmp_path / "nowhere", "noise-20")
 
 
@@ -187,7 +187,7 @@ def test_cli_derives_and_reports_errors_in_one_line(data: Path,
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown setting 'bogus'") and "\n" not in err
     assert main(["derive", str(data.parent), "--setting", "noise-20"]) == 2
-    assert "not a dataset built by the toolkit" in capsys.readouterr().err
+    assert "not a dataset built by tinyset" in capsys.readouterr().err
     assert main(["derive", str(data), "--setting", "all", "--jitter", "0.1"]) == 2
     assert "--setting all" in capsys.readouterr().err
 
