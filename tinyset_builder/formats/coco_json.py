@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from tinyset_builder.boxes import polygon_to_xywh
-from tinyset_builder.errors import ErrorPolicy, SourceError, where
-from tinyset_builder.formats.text import read_text
+from tinyset_builder.errors import ErrorPolicy, where
+from tinyset_builder.formats.text import read_text_or_skip
 from tinyset_builder.io import write_json
 
 #: Annotation keys this reader interprets; all others are kept in ``extra``.
@@ -132,12 +132,8 @@ def read_coco_json(path: Path, policy: ErrorPolicy, *,
     Raises:
         SourceError: the file does not exist (a layout problem, never skippable).
     """
-    try:
-        text = read_text(path, encoding="utf-8-sig")
-    except SourceError as e:
-        if "file not found" in str(e):
-            raise
-        policy.fail(str(path), str(e).removeprefix(f"{path}: "))
+    text = read_text_or_skip(path, policy)
+    if text is None:
         return None
     try:
         doc = json.loads(text)

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyset_builder.errors import ErrorPolicy, SourceError, where
-from tinyset_builder.formats.text import read_text
+from tinyset_builder.errors import ErrorPolicy, where
+from tinyset_builder.formats.text import read_text_or_skip
 
 COLUMNS = ("image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height")
 
@@ -34,12 +34,8 @@ class SkuRow:
 
 def read_sku110k_csv(path: Path, policy: ErrorPolicy) -> list[SkuRow]:
     """Parse one split's CSV; bad rows go through ``policy`` (raise, or count and skip)."""
-    try:
-        text = read_text(path, encoding="utf-8-sig")
-    except SourceError as e:
-        if "file not found" in str(e):
-            raise
-        policy.fail(str(path), str(e).removeprefix(f"{path}: "))
+    text = read_text_or_skip(path, policy)
+    if text is None:
         return []
     rows = []
     for lineno, line in enumerate(text.splitlines(), start=1):

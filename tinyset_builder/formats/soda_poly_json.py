@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from tinyset_builder.boxes import polygon_to_xywh
-from tinyset_builder.errors import ErrorPolicy, SourceError, where
-from tinyset_builder.formats.text import read_text
+from tinyset_builder.errors import ErrorPolicy, where
+from tinyset_builder.formats.text import read_text_or_skip
 from tinyset_builder.io import write_json
 
 
@@ -90,12 +90,8 @@ def read_soda_a_json(path: Path, policy: ErrorPolicy) -> SodaAnnotationFile | No
     Raises:
         SourceError: the file does not exist.
     """
-    try:
-        text = read_text(path, encoding="utf-8-sig")
-    except SourceError as e:
-        if "file not found" in str(e):
-            raise
-        policy.fail(str(path), str(e).removeprefix(f"{path}: "))
+    text = read_text_or_skip(path, policy)
+    if text is None:
         return None
     if not text.strip():
         return SodaAnnotationFile(path=path, empty=True)

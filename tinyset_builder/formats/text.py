@@ -18,19 +18,30 @@ def read_text(path: Path, *, encoding: str = "utf-8") -> str:
         raise SourceError(f"{path}: not {encoding} text (byte {e.start})") from None
 
 
-def read_lines(path: Path, policy: ErrorPolicy, *, encoding: str = "utf-8-sig",
-               ) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, stripped_text)`` for every non-blank line (1-based numbers).
+def read_text_or_skip(path: Path, policy: ErrorPolicy, *, encoding: str = "utf-8-sig",
+                      ) -> str | None:
+    """Read a whole annotation file; an undecodable one is one bad record (``None`` if skipped).
 
-    ``utf-8-sig`` drops a byte-order mark that Windows tools put at the start of a file.
-    An undecodable file is reported through ``policy`` as one bad record and yields nothing.
+    ``utf-8-sig`` drops a byte-order mark that Windows tools put at the start of a file. A missing
+    file still raises: that is a layout problem, which no policy can skip.
     """
     try:
-        text = read_text(path, encoding=encoding)
+        return read_text(path, encoding=encoding)
     except SourceError as e:
         if "file not found" in str(e):
             raise
         policy.fail(str(path), str(e).removeprefix(f"{path}: "))
+        return None
+
+
+def read_lines(path: Path, policy: ErrorPolicy, *, encoding: str = "utf-8-sig",
+               ) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, stripped_text)`` for every non-blank line (1-based numbers).
+
+    An undecodable file is reported through ``policy`` as one bad record and yields nothing.
+    """
+    text = read_text_or_skip(path, policy, encoding=encoding)
+    if text is None:
         return
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
