@@ -12,7 +12,7 @@ REALSAMPLES = SHARED / "realsamples"
 
 @pytest.fixture(scope="session")
 def realsamples() -> Path:
-    """The genuine annotation files of ``../shared/realsamples`` (present in CI and dev checkouts)."""
+    """The genuine annotation files of ``../shared/realsamples`` (beside every checkout)."""
     if not REALSAMPLES.is_dir():
         pytest.fail(f"{REALSAMPLES} not found: the shared/ folder must sit beside the checkout")
     return REALSAMPLES

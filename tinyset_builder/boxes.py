@@ -30,7 +30,7 @@ def xyxy_to_xywh(box: Sequence[float]) -> XYWH:
 
 
 def cxcywh_norm_to_xywh(box: Sequence[float], width: int, height: int) -> XYWH:
-    """YOLO's normalised ``[cx, cy, w, h]`` → absolute ``[x, y, w, h]`` for an image of that size."""
+    """YOLO's normalised ``[cx, cy, w, h]`` → absolute ``[x, y, w, h]`` in that image."""
     cx, cy, w, h = box
     return ((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height)
 

@@ -81,7 +81,7 @@ def read_array(path: Path, *, max_pixels: int = MAX_PIXELS) -> npt.NDArray[np.ge
 
 
 def to_rgb8(arr: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
-    """Normalise any decoded array (gray, gray+alpha, RGBA, 16-bit, float) to ``(H, W, 3)`` uint8."""
+    """Normalise a decoded array (gray, gray+alpha, RGBA, 16-bit, float) to ``(H, W, 3)`` uint8."""
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     if arr.dtype != np.uint8:
