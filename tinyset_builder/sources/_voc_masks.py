@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from tinyset_builder.coco import SPLITS
 from tinyset_builder.errors import ErrorPolicy, SourceError, where
 from tinyset_builder.formats.masks import (
     MIN_TARGET_AREA,
@@ -22,7 +23,7 @@ from tinyset_builder.formats.masks import (
     read_label_image,
 )
 from tinyset_builder.formats.text import read_lines
-from tinyset_builder.formats.voc_xml import VocAnnotation, voc_xywh
+from tinyset_builder.formats.voc_xml import VocAnnotation, read_voc_xml, voc_xywh
 from tinyset_builder.imageio import image_size
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo
 
@@ -126,6 +127,23 @@ def add_voc_annotation(asm: SourceAssembler, ann: VocAnnotation, image_relative:
                     iscrowd=obj.difficult, extra={"difficult": int(obj.difficult),
                                                   "truncated": int(obj.truncated)})
     return key
+
+
+def add_voc_folder(asm: SourceAssembler, folder: Path, prefix: str, lists_dir: Path,
+                   policy: ErrorPolicy, *, aliases: Mapping[str, str] | None = None) -> None:
+    """Add a Pascal VOC tree: ``folder/Annotations/*.xml`` with images ``JPEGImages/<stem>.jpg``.
+
+    ``prefix`` is the folder's path under the source root (``""`` or ``"Part_A/"``), and the
+    official split of each file comes from ``lists_dir/{train,val,test}.txt`` (none if unlisted).
+    """
+    lists = read_split_lists({s: lists_dir / f"{s}.txt" for s in SPLITS}, policy)
+    for xml in sorted((folder / "Annotations").glob("*.xml")):
+        ann = read_voc_xml(xml, policy)
+        if ann is None:
+            continue
+        split = lists[xml.stem][0] if xml.stem in lists else None
+        add_voc_annotation(asm, ann, f"{prefix}JPEGImages/{xml.stem}.jpg", split=split,
+                           aliases=aliases)
 
 
 def mask_components(asm: SourceAssembler, mask_paths: list[Path], *, size: tuple[int, int],

@@ -29,11 +29,10 @@ import numpy as np
 
 from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
-from tinyset_builder.formats.voc_xml import VocObject, format_voc_xml, read_voc_xml
+from tinyset_builder.formats.voc_xml import VocObject, format_voc_xml
 from tinyset_builder.sources._voc_masks import (
-    add_voc_annotation,
+    add_voc_folder,
     layout_hint,
-    read_split_lists,
 )
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import save_image, scene
@@ -60,15 +59,8 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     lists_dir = base / "ImageSets"
     if (lists_dir / "Main").is_dir():
         lists_dir = lists_dir / "Main"
-    lists = read_split_lists({s: lists_dir / f"{s}.txt" for s in SPLITS}, policy)
-    prefix = "Pest24/" if base != root else ""
-    for xml in sorted((base / "Annotations").glob("*.xml")):
-        ann = read_voc_xml(xml, policy)
-        if ann is None:
-            continue
-        split = lists[xml.stem][0] if xml.stem in lists else None
-        add_voc_annotation(asm, ann, f"{prefix}JPEGImages/{xml.stem}.jpg", split=split,
-                           aliases=ALIASES)
+    add_voc_folder(asm, base, "Pest24/" if base != root else "", lists_dir, policy,
+                   aliases=ALIASES)
     return asm.finish()
 
 

@@ -27,11 +27,10 @@ import numpy as np
 
 from tinyset_builder.coco import CocoDataset
 from tinyset_builder.errors import ErrorPolicy
-from tinyset_builder.formats.voc_xml import VocObject, format_voc_xml, read_voc_xml
+from tinyset_builder.formats.voc_xml import VocObject, format_voc_xml
 from tinyset_builder.sources._voc_masks import (
-    add_voc_annotation,
+    add_voc_folder,
     layout_hint,
-    read_split_lists,
 )
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import save_image, scene
@@ -50,15 +49,8 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
         policy.fatal(str(root), f"neither {' nor '.join(PARTS)} found; "
                                 f"{layout_hint(info)}")
     for part in parts:
-        lists = read_split_lists({s: root / part / "ImageSets" / "Main" / f"{s}.txt"
-                                  for s in SPLITS}, policy)
-        for xml in sorted((root / part / "Annotations").glob("*.xml")):
-            ann = read_voc_xml(xml, policy)
-            if ann is None:
-                continue
-            split = lists[xml.stem][0] if xml.stem in lists else None
-            add_voc_annotation(asm, ann, f"{part}/JPEGImages/{xml.stem}.jpg", split=split,
-                               aliases=ALIASES)
+        add_voc_folder(asm, root / part, f"{part}/", root / part / "ImageSets" / "Main",
+                       policy, aliases=ALIASES)
     return asm.finish()
 
 
