@@ -103,6 +103,17 @@ class Job:
         return self.method.get("options", {})
 
 
+def cuda_unavailable(device: str) -> str | None:
+    """Why ``device`` cannot be used here (a CUDA device without CUDA), or None if it can."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"device {device} requested but CUDA is not available here"
+    return None
+
+
 class Adapter(Protocol):
     """What the runner calls; see the module docstring."""
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Detections, Job
+from adapters.base import Detections, Job, cuda_unavailable
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.io import read_json
 
@@ -301,12 +301,7 @@ class TorchvisionAdapter:
         if weights is not None and not weights.is_file():
             return (f"backbone weights {weights} not found (an ImageNet ResNet-50 state_dict, "
                     f"e.g. torchvision's resnet50-11ad3fa6.pth copied from a machine online)")
-        if job.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                return f"device {job.device} requested but CUDA is not available here"
-        return None
+        return cuda_unavailable(job.device)
 
     def train(self, job: Job) -> dict[str, Any]:
         """Train (or resume, or reuse a finished model); return notes for the results file."""

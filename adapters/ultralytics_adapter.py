@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Detections, Job
+from adapters.base import Detections, Job, cuda_unavailable
 from adapters.torchvision_adapter import category_map, image_path
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.io import read_json, write_json
@@ -298,12 +298,7 @@ class UltralyticsAdapter:
         if weights and not Path(weights).is_file():
             return (f"weights {weights} not found (a local ultralytics .pt checkpoint, copied "
                     f"from a machine online)")
-        if job.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                return f"device {job.device} requested but CUDA is not available here"
-        return None
+        return cuda_unavailable(job.device)
 
     def _config(self, job: Job) -> dict[str, Any]:
         sched = self._schedule(job)
