@@ -12,6 +12,11 @@ OUT ?= demo/tinyset
 DATA ?= $(OUT)
 PARADIGM ?= full
 RUNS ?= runs
+# The demo dataset gets the CPU-sized schedule; a real build the paper's (1x = 3 epochs at 1024²).
+SCHEDULE ?= $(if $(filter demo/%,$(DATA)),smoke,paper)
+FORMAT ?= rich
+REPORT_OUT ?=
+EXPORT_DIR ?=
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
@@ -21,8 +26,8 @@ help:
 	@echo "make demo                 set up .venv and run the whole flow on synthetic sources"
 	@echo "make test                 install test dependencies and run the whole suite"
 	@echo "make build-tinyset RAW=.. OUT=..   build TinySet from raw downloads"
-	@echo "make benchmark PARADIGM=semi DATA=..   run one paradigm's rows of Table I"
-	@echo "make report RUNS=..       render the paper's tables from a results store"
+	@echo "make benchmark PARADIGM=semi DATA=.. [SCHEDULE=paper|smoke]   one paradigm's rows of Table I"
+	@echo "make report RUNS=.. [FORMAT=md REPORT_OUT=file]   render the paper's tables"
 	@echo "make browse DATA=..       open the built dataset in FiftyOne"
 	@echo "make publish DATA=.. REPO_ID=org/name   export (and push) to the Hugging Face Hub"
 
@@ -54,16 +59,16 @@ build-tinyset: $(VENV)/.demo-installed
 	$(TINYSET) build --raw $(RAW) --out $(OUT) --workers $(WORKERS)
 
 benchmark: $(VENV)/.demo-installed
-	$(TINYSET) benchmark --data $(DATA) --paradigm $(PARADIGM) --runs $(RUNS)
+	$(TINYSET) benchmark --data $(DATA) --paradigm $(PARADIGM) --runs $(RUNS) --schedule $(SCHEDULE)
 
 report: $(VENV)/.demo-installed
-	$(TINYSET) report --runs $(RUNS)
+	$(TINYSET) report --runs $(RUNS) --format $(FORMAT) $(if $(REPORT_OUT),--out $(REPORT_OUT))
 
 browse: $(VENV)/.test-installed
 	$(TINYSET) browse $(DATA)
 
 publish: $(VENV)/.test-installed
-	$(TINYSET) publish $(DATA) --repo-id $(REPO_ID)
+	$(TINYSET) publish $(DATA) --repo-id $(REPO_ID) $(if $(EXPORT_DIR),--export-dir $(EXPORT_DIR))
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
