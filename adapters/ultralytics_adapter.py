@@ -73,6 +73,7 @@ def import_ultralytics(work_dir: Path) -> Any:
     import ultralytics
     from ultralytics import settings
 
+    _undo_pil_patch()
     wanted = {"sync": False, "runs_dir": str(work_dir / "runs"),
               "weights_dir": str(work_dir / "weights"),
               "datasets_dir": str(work_dir / "yolo")}
@@ -80,6 +81,22 @@ def import_ultralytics(work_dir: Path) -> Any:
     if any(settings.get(k) != v for k, v in wanted.items()):
         settings.update(wanted)
     return ultralytics
+
+
+def _undo_pil_patch() -> None:
+    """Give ``PIL.Image.open`` back its original function.
+
+    Importing ultralytics replaces ``PIL.Image.open`` process-wide with a wrapper that, on an
+    unidentifiable file, tries to pip-install ``pi-heif`` and raises ``ModuleNotFoundError``
+    offline. The toolkit decodes images itself (``tinyset_builder.imageio``) and must report a
+    corrupt image as a counted, skippable error whatever ran earlier in the same process.
+    """
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is not original:
+        Image.open = original
 
 
 def device_arg(device: str) -> str:

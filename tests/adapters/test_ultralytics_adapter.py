@@ -170,3 +170,21 @@ def test_yolov8_p2_trains_on_cpu_and_predicts(data: Path, tmp_path: Path,
     # a second train() reuses the finished model instead of training again
     again = adapter.train(job)
     assert again["reused"] == notes["checkpoint"]
+
+
+def test_importing_ultralytics_leaves_pil_image_open_alone(tmp_path: Path) -> None:
+    # ultralytics patches PIL.Image.open process-wide (a HEIF fallback that pip-installs
+    # pi-heif, ModuleNotFoundError offline); a corrupt image must stay a one-line SourceError.
+    from PIL import Image
+
+    from tinyset_builder.errors import SourceError
+    from tinyset_builder.imageio import image_size
+
+    ua.import_ultralytics(tmp_path)
+    from ultralytics.utils import patches
+
+    assert Image.open is patches._image_open
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not an image")
+    with pytest.raises(SourceError, match="unreadable image"):
+        image_size(garbage)
