@@ -10,7 +10,6 @@ rerun with the same ``work_dir`` resumes from it (same preset and architecture, 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from deal.losses import deal_loss
 from deal.model import DEAL, build_model
 from deal.pgcpp import batch_prompts, cycle_prompts, targets_of
 from tinyset_builder.errors import TinysetError
+from tinyset_builder.io import atomic_path
 from tinyset_builder.progress import make_progress
 
 CHECKPOINT_SCHEMA = "tinyset-deal-checkpoint/1"
@@ -50,13 +50,11 @@ class TrainResult:
 def save_checkpoint(path: Path, model: DEAL, optimizer: torch.optim.Optimizer | None,
                     step: int, seconds: float) -> Path:
     """Atomically write model, optimizer, config and progress to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"schema": CHECKPOINT_SCHEMA, "config": model.cfg.to_dict(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                "step": step, "seconds": seconds}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"schema": CHECKPOINT_SCHEMA, "config": model.cfg.to_dict(),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                    "step": step, "seconds": seconds}, tmp)
     return path
 
 

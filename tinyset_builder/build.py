@@ -36,7 +36,7 @@ from tinyset_builder.dedupe import FirstSeen
 from tinyset_builder.errors import OnError, TinysetError
 from tinyset_builder.filters import LargeObjectFilter
 from tinyset_builder.imageio import MAX_PIXELS
-from tinyset_builder.io import dumps_json, write_json
+from tinyset_builder.io import atomic_path, dumps_json, write_json
 from tinyset_builder.paths import safe_join
 from tinyset_builder.pipeline import (
     OUTCOMES,
@@ -317,9 +317,7 @@ class _SplitWriter:
         self.images.close()
         self.annotations.close()
         digest = hashlib.sha256()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
-        with tmp.open("wb") as f:
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
             def put(b: bytes) -> None:
                 digest.update(b)
                 f.write(b)
@@ -328,9 +326,6 @@ class _SplitWriter:
             put(b'],"annotations":[')
             _copy(self.dir / f"{self.split}.annotations.part", put)
             put(b'],"categories":' + self._dump(categories) + b"}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
         for part in ("images", "annotations"):
             (self.dir / f"{self.split}.{part}.part").unlink()
         return digest.hexdigest()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from tinyset_builder.browse import build_hash, built_splits
 from tinyset_builder.built import load_build_record
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.io import (
-    FILE_MODE,
+    atomic_path,
     atomic_write_bytes,
     read_json,
     sha256_file,
@@ -144,11 +143,8 @@ def write_shard(path: Path, rows: Iterator[dict[str, Any]], features: Any) -> in
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     schema = features.arrow_schema
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
     nbytes = 0
-    try:
+    with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
             batch: list[dict[str, Any]] = []
 
@@ -165,13 +161,6 @@ def write_shard(path: Path, rows: Iterator[dict[str, Any]], features: Any) -> in
                     flush()
             if batch:
                 flush()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return nbytes
 
 

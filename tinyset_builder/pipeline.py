@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +38,7 @@ import numpy as np
 from tinyset_builder import __version__
 from tinyset_builder.errors import SourceError
 from tinyset_builder.filters import LargeObjectFilter
-from tinyset_builder.io import dumps_json, read_json, write_json
+from tinyset_builder.io import atomic_write_bytes, dumps_json, read_json, write_json
 from tinyset_builder.tiling import (
     TileBoxes,
     TilingOptions,
@@ -148,15 +146,7 @@ def write_file_atomic(path: Path, data: bytes) -> None:
     resume check compares each output's size with the result file, so an output lost in an OS
     crash makes its task run again.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, fsync=False)
 
 
 def error_reason(message: str) -> str:
