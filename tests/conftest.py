@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: ``../shared`` beside the checkout (as CI lays it out), or wherever TINYSET_SHARED points.
+SHARED = Path(os.environ.get("TINYSET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 REALSAMPLES = SHARED / "realsamples"
 
 
