@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
-from bench_fixture import write_tiny_dataset
+from bench_fixture import add_train_quirks, write_tiny_dataset
 
 from adapters.coco_data import detections_from_coco_results, export_coco
 from tinyset_builder.errors import TinysetError
@@ -19,12 +19,7 @@ from tinyset_builder.errors import TinysetError
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_tiny_dataset(tmp_path_factory.mktemp("coco") / "tiny", size=64,
                               counts={"train": 2, "val": 1, "test": 2}, objects=3)
-    path = root / "annotations" / "train.json"
-    coco = json.loads(path.read_text())
-    coco["annotations"][0]["iscrowd"] = 1
-    coco["annotations"][1]["bbox"] = [3.0, 3.0, 0.0, 2.0]
-    path.write_text(json.dumps(coco))
-    return root
+    return add_train_quirks(root, [3.0, 3.0, 0.0, 2.0])
 
 
 def test_export_boxes_class_agnostic_and_per_category(data: Path, tmp_path: Path) -> None:

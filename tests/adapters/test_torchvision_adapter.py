@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
-from bench_fixture import write_tiny_dataset
+from bench_fixture import add_train_quirks, write_tiny_dataset
 
 from adapters.base import Job
 from tinyset_builder.errors import TinysetError
@@ -26,12 +26,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_tiny_dataset(tmp_path_factory.mktemp("tv") / "tiny", size=128,
                               counts={"train": 4, "val": 1, "test": 2}, objects=5)
     # One ignore region and one degenerate (point-like) box in train, to check they are skipped.
-    path = root / "annotations" / "train.json"
-    coco = json.loads(path.read_text())
-    coco["annotations"][0]["iscrowd"] = 1
-    coco["annotations"][1]["bbox"] = [5.0, 5.0, 0.0, 0.0]
-    path.write_text(json.dumps(coco))
-    return root
+    return add_train_quirks(root, [5.0, 5.0, 0.0, 0.0])
 
 
 def job(data: Path, work: Path, model: str = "faster_rcnn", **extra) -> Job:

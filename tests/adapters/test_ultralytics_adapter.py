@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
-from bench_fixture import write_tiny_dataset
+from bench_fixture import add_train_quirks, write_tiny_dataset
 
 from adapters.base import Detections, Job
 from tinyset_builder.errors import TinysetError
@@ -27,12 +27,7 @@ ua = pytest.importorskip("adapters.ultralytics_adapter")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_tiny_dataset(tmp_path_factory.mktemp("ua") / "tiny", size=128,
                               counts={"train": 4, "val": 1, "test": 2}, objects=5)
-    path = root / "annotations" / "train.json"
-    coco = json.loads(path.read_text())
-    coco["annotations"][0]["iscrowd"] = 1  # an ignore region
-    coco["annotations"][1]["bbox"] = [5.0, 5.0, 0.0, 0.0]  # a point-like box
-    path.write_text(json.dumps(coco))
-    return root
+    return add_train_quirks(root, [5.0, 5.0, 0.0, 0.0])  # an ignore region, a point-like box
 
 
 def make_job(data: Path, work: Path, model: str = "yolov8n-p2.yaml", **extra) -> Job:

@@ -8,6 +8,7 @@ cheap; the objects are the synthetic sources' learnable shapes (tinyset_builder.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,4 +46,17 @@ def write_tiny_dataset(root: Path, *, size: int = 128, counts: dict[str, int] | 
             root / "annotations" / f"{split}.json")
     write_json(root / "build.json", {"tool": "tinyset-builder", "version": "test",
                                      "options": {"size": size}}, indent=2)
+    return root
+
+
+def add_train_quirks(root: Path, degenerate_bbox: list[float]) -> Path:
+    """Make train's first annotation an ignore region and its second a degenerate box.
+
+    Adapters must leave both out of their training targets; returns ``root``.
+    """
+    path = root / "annotations" / "train.json"
+    coco = json.loads(path.read_text())
+    coco["annotations"][0]["iscrowd"] = 1
+    coco["annotations"][1]["bbox"] = degenerate_bbox
+    path.write_text(json.dumps(coco))
     return root
