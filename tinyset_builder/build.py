@@ -36,7 +36,7 @@ from tinyset_builder.dedupe import FirstSeen
 from tinyset_builder.errors import OnError, TinysetError
 from tinyset_builder.filters import LargeObjectFilter
 from tinyset_builder.imageio import MAX_PIXELS
-from tinyset_builder.io import atomic_path, dumps_json, write_json
+from tinyset_builder.io import atomic_path, dumps_json, sha256_file, write_json
 from tinyset_builder.paths import safe_join
 from tinyset_builder.pipeline import (
     OUTCOMES,
@@ -113,7 +113,7 @@ def manifest_sha256(info: Any) -> str:
 
     path = MANIFEST_DIR / f"{info.name}.toml"
     if path.is_file():
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     return hashlib.sha256(dumps_json(_jsonable(asdict(info)))).hexdigest()
 
 
