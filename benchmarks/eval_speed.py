@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 SIZES = {"small": (20, 1500, 2000), "large": (200, 3000, 3000)}
-PEERS = ("native", "ultrafast", "hotcoco", "faster-coco-eval", "pycocotools")
+PEERS = ("native", "native-api", "ultrafast", "hotcoco", "faster-coco-eval", "pycocotools")
 SLOW_AT_LARGE = {"pycocotools"}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,14 @@ ev = COCOeval_faster(gt, dt, 'bbox', print_function=lambda *a, **k: None)
 tinyset_params(ev.params)
 ev.evaluate(); ev.accumulate()
 np.save(sys.argv[3], np.asarray(ev.eval['precision']))
+"""
+
+# The native backend called the way the peers are: as a library, from a bare script.
+_NATIVE_API_SCRIPT = """
+import sys
+import numpy as np
+from benchmark.evaluate import evaluate_arrays
+np.save(sys.argv[3], evaluate_arrays(sys.argv[1], sys.argv[2]).precision)
 """
 
 _HOTCOCO_SCRIPT = _PARAMS + """
@@ -128,7 +136,8 @@ def _command(peer: str, gt: Path, dt: Path, out: Path) -> list[str]:
               .replace("from pycocotools.coco import COCO, COCOeval",
                        "from pycocotools.coco import COCO\n"
                        "from pycocotools.cocoeval import COCOeval"),
-              "hotcoco": _HOTCOCO_SCRIPT, "faster-coco-eval": _FASTER_SCRIPT}[peer]
+              "native-api": _NATIVE_API_SCRIPT, "hotcoco": _HOTCOCO_SCRIPT,
+              "faster-coco-eval": _FASTER_SCRIPT}[peer]
     return [py, "-c", script, str(gt), str(dt), str(out)]
 
 

@@ -57,3 +57,17 @@ def test_cli_help_does_not_import_torch() -> None:
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_evaluation_does_not_import_scipy() -> None:
+    """numba's BLAS probe would import SciPy (~0.5 s of a small evaluation); jit.py skips it."""
+    code = ("import sys\nfrom benchmark.evaluate import evaluate\n"
+            "gt = {'images': [{'id': 1, 'width': 64, 'height': 64}], 'categories': "
+            "[{'id': 1, 'name': 'a'}], 'annotations': [{'id': 1, 'image_id': 1, "
+            "'category_id': 1, 'bbox': [1, 1, 5, 5], 'area': 25, 'iscrowd': 0}]}\n"
+            "m = evaluate(gt, [{'image_id': 1, 'category_id': 1, 'bbox': [1, 1, 5, 5], "
+            "'score': 0.9}])\n"
+            "assert abs(m['AP50'] - 1) < 1e-9, m\n"
+            "sys.exit(1 if 'scipy.linalg' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

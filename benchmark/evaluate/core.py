@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
+
+from benchmark.evaluate.jit import nb
 
 FP, TP, IGNORED = 0, 1, 2
 CRIT_IOU, CRIT_NWD = 0, 1

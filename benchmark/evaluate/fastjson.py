@@ -18,8 +18,9 @@ import json
 import os
 from typing import Any
 
-import numba as nb
 import numpy as np
+
+from benchmark.evaluate.jit import nb
 
 # Value counts per (record, key): >= 0 numbers read, MISSING, OTHER (not a number / array).
 MISSING, OTHER = -1, -2
