@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tinyset_builder import __version__
 from tinyset_builder.errors import SourceError
@@ -42,7 +44,8 @@ from tinyset_builder.io import atomic_write_bytes, dumps_json, read_json, write_
 from tinyset_builder.tiling import (
     TileBoxes,
     TilingOptions,
-    boxes_in_window,
+    Window,
+    boxes_in_windows,
     crop_or_pad,
     window_grid,
 )
@@ -70,9 +73,13 @@ class CodecOptions:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class TileTask:
     """Everything needed to process one original image.
+
+    The boxes are held as read-only numpy arrays: a crowded image has thousands, and arrays
+    cost little to ship to a worker and nothing to use there. (Hence ``eq=False``: tasks
+    compare by identity; their ``fingerprint`` says whether two describe the same work.)
 
     Attributes:
         key: ``"<source>/<original_file>"``, unique in a build.
@@ -82,8 +89,9 @@ class TileTask:
         split: the split every output of this image goes to.
         stem: output file names are ``<stem>__x<X>_y<Y>.<ext>``.
         ext: ``"jpg"`` or ``"png"``.
-        boxes: ``[x0, y0, x1, y1]`` per annotation, original pixels, in the converter's order.
-        iscrowd: 0/1 per annotation.
+        boxes: ``(N, 4)`` ``[x0, y0, x1, y1]`` per annotation, original pixels, in the
+            converter's order (anything array-like; stored as read-only float64).
+        iscrowd: ``(N,)`` 0/1 per annotation (stored as read-only int64).
         scale: downscale factor applied before tiling (1 = none).
         tiling, large_filter, codec, max_pixels: the options.
         out: the build's output folder; result: this task's result file.
@@ -99,8 +107,8 @@ class TileTask:
     split: str
     stem: str
     ext: str
-    boxes: list[list[float]]
-    iscrowd: list[int]
+    boxes: npt.NDArray[np.float64]
+    iscrowd: npt.NDArray[np.int64]
     scale: float
     tiling: TilingOptions
     large_filter: LargeObjectFilter
@@ -111,13 +119,24 @@ class TileTask:
     fingerprint: str = field(default="")
 
     def __post_init__(self) -> None:
+        for name, dtype, shape in (("boxes", np.float64, (-1, 4)), ("iscrowd", np.int64, (-1,))):
+            a = np.array(getattr(self, name), dtype=dtype).reshape(shape)  # a private copy
+            a.flags.writeable = False
+            object.__setattr__(self, name, a)
+        if len(self.boxes) != len(self.iscrowd):
+            raise ValueError(f"{self.key}: {len(self.boxes)} boxes but {len(self.iscrowd)} "
+                             f"iscrowd flags")
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", self._fingerprint())
 
     def _fingerprint(self) -> str:
-        d = {k: getattr(self, k) for k in ("key", "source", "domain", "original_file",
-                                          "width", "height", "split", "stem", "ext", "boxes",
-                                          "iscrowd", "scale", "max_pixels")}
+        d: dict[str, Any] = {k: getattr(self, k) for k in (
+            "key", "source", "domain", "original_file", "width", "height", "split", "stem",
+            "ext", "scale", "max_pixels")}
+        # The arrays by their bytes in a fixed byte order (JSON of thousands of floats was a
+        # noticeable part of planning a crowded source).
+        for name, dtype in (("boxes", "<f8"), ("iscrowd", "<i8")):
+            d[name] = hashlib.sha256(getattr(self, name).astype(dtype).tobytes()).hexdigest()
         d["options"] = [self.tiling.to_dict(), self.large_filter.to_dict(), self.codec.to_dict()]
         d["tool"] = __version__
         return hashlib.sha256(dumps_json(d)).hexdigest()
@@ -227,26 +246,20 @@ def _window_in_original(window: tuple[int, int, int, int], scale: float, width: 
 
 def task_boxes(task: TileTask) -> tuple[np.ndarray, np.ndarray]:
     """The task's boxes in the pixels of the (possibly downscaled) image, and their iscrowd."""
-    boxes = np.asarray(task.boxes, dtype=np.float64).reshape(-1, 4)
-    if task.scale != 1.0:
-        boxes = boxes * task.scale
-    return boxes, np.asarray(task.iscrowd, dtype=np.int64).reshape(-1)
+    boxes = task.boxes * task.scale if task.scale != 1.0 else task.boxes
+    return boxes, task.iscrowd
 
 
-def window_boxes(task: TileTask, boxes: np.ndarray, iscrowd: np.ndarray,
-                 window: tuple[int, int, int, int]) -> TileBoxes:
-    """The boxes of one window as written to the dataset (clipped, classified, rounded).
+def tile_boxes(task: TileTask, boxes: np.ndarray, iscrowd: np.ndarray,
+               windows: Sequence[Window]) -> list[TileBoxes]:
+    """The boxes of each window as written to the dataset (clipped, classified, rounded).
 
-    The worker calls this to decide about a window; the merge calls it again to write the
-    window's annotations, so result files need not carry every box (same function, same
-    floats, same records).
+    The worker calls this to decide about its windows; the merge calls it again for the kept
+    ones to write their annotations, so result files need not carry every box (same function,
+    same floats, same records).
     """
-    tb = boxes_in_window(boxes, iscrowd, window, task.tiling.min_visible)
-    xyxy = np.round(tb.xyxy, 3) if task.scale != 1.0 else tb.xyxy
-    # A box that rounding squeezed to zero size is not a box; it stays "degenerate".
-    ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-    return TileBoxes(index=tb.index[ok], xyxy=xyxy[ok], iscrowd=tb.iscrowd[ok],
-                     whole=tb.whole[ok], made_ignore=tb.made_ignore[ok])
+    return boxes_in_windows(boxes, iscrowd, windows, task.tiling.min_visible,
+                            decimals=None if task.scale == 1.0 else 3)
 
 
 def process(task: TileTask) -> dict[str, Any]:
@@ -265,26 +278,28 @@ def process(task: TileTask) -> dict[str, Any]:
         image = downscale(image, task.scale)  # the full-size image is freed here
     sw, sh = image.size
     opts = task.tiling
-    # rank[i] = best outcome of annotation i so far (index into OUTCOMES); start at the worst.
+    # rank[i] = best outcome of annotation i over all windows (index into OUTCOMES); an
+    # annotation in no window keeps the worst, "dropped_degenerate".
     rank = np.full(len(boxes), len(OUTCOMES) - 1, dtype=np.int64)
     outputs: list[dict[str, Any]] = []
     dropped_images = {"large_objects": 0, "empty": 0}
     grid = window_grid(sw, sh, opts.tile, opts.overlap)
-    for window in grid:
-        tb = window_boxes(task, boxes, iscrowd, window)
+    # (annotation index, outcome rank) of every window, folded into ``rank`` once at the end.
+    seen: list[tuple[np.ndarray, np.ndarray | int]] = []
+    for window, tb in zip(grid, tile_boxes(task, boxes, iscrowd, grid), strict=True):
         objects = tb.xyxy[iscrowd[tb.index] == 0]  # a source's own ignore regions: no objects
         content = float((window[2] - window[0]) * (window[3] - window[1]))
         if task.large_filter.rejects(objects, content):
-            np.minimum.at(rank, tb.index, OUTCOMES.index("dropped_large_objects"))
+            seen.append((tb.index, OUTCOMES.index("dropped_large_objects")))
             dropped_images["large_objects"] += 1
             continue
         if not opts.keep_empty and not (tb.iscrowd == 0).any():
-            np.minimum.at(rank, tb.index, OUTCOMES.index("dropped_empty_image"))
+            seen.append((tb.index, OUTCOMES.index("dropped_empty_image")))
             dropped_images["empty"] += 1
             continue
         # kept = whole label or whole source ignore region; clipped = cut but still itself;
         # ignore = a label made ignore because too little of it is left.
-        np.minimum.at(rank, tb.index, np.where(tb.made_ignore, 2, np.where(tb.whole, 0, 1)))
+        seen.append((tb.index, np.where(tb.made_ignore, 2, np.where(tb.whole, 0, 1))))
         name = f"{task.stem}__x{window[0]}_y{window[1]}.{task.ext}"
         data = encode(crop_or_pad(image, window, opts.tile, opts.pad_value), task.ext,
                       task.codec)
@@ -292,6 +307,10 @@ def process(task: TileTask) -> dict[str, Any]:
         outputs.append({"file_name": name, "bytes": len(data), "tile_window": list(window),
                         "window": _window_in_original(window, task.scale, task.width,
                                                       task.height, (sw, sh))})
+    if seen:
+        index = np.concatenate([i for i, _ in seen])
+        outcome = np.concatenate([np.broadcast_to(o, i.shape) for i, o in seen])
+        np.minimum.at(rank, index, outcome)
     counts = {name: int((rank == k).sum()) for k, name in enumerate(OUTCOMES)}
     return {**base, "status": "ok", "pixel_hash": digest, "outputs": outputs,
             "windows": len(grid), "dropped_images": dropped_images, "outcomes": counts}

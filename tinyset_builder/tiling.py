@@ -21,7 +21,9 @@ number of boxes, which matters for crowded sources (SKU110K, JHU-CROWD++) cut in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -98,15 +100,23 @@ def window_grid(width: int, height: int, tile: int = 1024, overlap: int = 200) -
     return [(x0, y0, min(x0 + tile, width), min(y0 + tile, height)) for y0 in ys for x0 in xs]
 
 
-def clip_to_window(boxes_xyxy: npt.NDArray[np.float64], window: Window,
-                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Clip ``(N, 4)`` xyxy boxes to ``window`` and express them in window coordinates.
+def clip_boxes(boxes_xyxy: npt.NDArray[np.float64], windows: npt.ArrayLike,
+               ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Clip each box to its window and express it in that window's coordinates.
+
+    The one clipping formula of the toolkit: :func:`clip_to_window` and :func:`boxes_in_windows`
+    both come here, so a box gets the same floats whichever way it is cut.
+
+    Args:
+        boxes_xyxy: ``(N, 4)`` boxes.
+        windows: ``(N, 4)`` windows, one per box, or one ``(4,)`` window for all of them.
 
     Returns:
-        ``(clipped, visible)``: the clipped boxes relative to the window's top-left corner, and
-        the fraction of each box's own area that lies inside the window (0 for boxes outside it).
+        ``(clipped, visible)``: the clipped boxes relative to their window's top-left corner, and
+        the fraction of each box's own area that lies inside its window (0 when none does).
     """
-    x0, y0, x1, y1 = window
+    w = np.asarray(windows, dtype=np.float64)
+    x0, y0, x1, y1 = w[..., 0], w[..., 1], w[..., 2], w[..., 3]
     b = boxes_xyxy
     cx0 = np.clip(b[:, 0], x0, x1)
     cy0 = np.clip(b[:, 1], y0, y1)
@@ -117,6 +127,17 @@ def clip_to_window(boxes_xyxy: npt.NDArray[np.float64], window: Window,
     visible = np.divide(inter, area, out=np.zeros_like(inter), where=area > 0)
     clipped = np.stack([cx0 - x0, cy0 - y0, cx1 - x0, cy1 - y0], axis=1)
     return clipped, visible
+
+
+def clip_to_window(boxes_xyxy: npt.NDArray[np.float64], window: Window,
+                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Clip ``(N, 4)`` xyxy boxes to ``window`` and express them in window coordinates.
+
+    Returns:
+        ``(clipped, visible)``: the clipped boxes relative to the window's top-left corner, and
+        the fraction of each box's own area that lies inside the window (0 for boxes outside it).
+    """
+    return clip_boxes(boxes_xyxy, window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,22 +159,77 @@ class TileBoxes:
     made_ignore: npt.NDArray[np.bool_]
 
 
+#: Window × box pairs tested at once by :func:`boxes_in_windows` (bounds its temporary memory:
+#: a few bytes per pair, so ~10 MB however many windows and boxes an image has).
+PAIRS_PER_CHUNK = 1 << 21
+
+
+def boxes_in_windows(boxes_xyxy: npt.NDArray[np.float64], iscrowd: npt.NDArray[np.int64],
+                     windows: Sequence[Window], min_visible: float, *,
+                     decimals: int | None = None) -> list[TileBoxes]:
+    """Select, clip and classify the boxes that overlap each window (positive area inside it).
+
+    Vectorised over windows and boxes together: the windows × boxes overlap test is one array
+    comparison (in chunks of :data:`PAIRS_PER_CHUNK`), and only the overlapping pairs are
+    clipped, so a crowded image costs a few array operations rather than a few per window.
+
+    Args:
+        boxes_xyxy: ``(N, 4)`` boxes in the pixels of the image being cut.
+        iscrowd: ``(N,)`` 0/1, 1 for a source's own ignore regions.
+        windows: the windows, each ``(x0, y0, x1, y1)``.
+        min_visible: a label keeping less than this share of its area becomes ignore.
+        decimals: round the clipped boxes to this many decimals (downscaled images). A box
+            that rounding squeezes to zero width or height is left out.
+
+    Returns:
+        One :class:`TileBoxes` per window, in the order of ``windows``; boxes in input order.
+    """
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    crowd_in = np.asarray(iscrowd, dtype=np.int64).reshape(-1)
+    win = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    # Candidate pairs: a box overlapping a window in the open sense. Every box with visible area
+    # in the window is among them (and the exact test below drops the rest), so this cheap
+    # comparison only saves clipping boxes that are far away.
+    step = max(1, PAIRS_PER_CHUNK // max(1, len(b)))
+    wi_parts, bi_parts = [], []
+    for s in range(0, len(win), step):
+        w = win[s:s + step, :, None]
+        near = ((b[:, 0] < w[:, 2]) & (b[:, 2] > w[:, 0])
+                & (b[:, 1] < w[:, 3]) & (b[:, 3] > w[:, 1]))
+        wi, bi = np.nonzero(near)  # window-major, boxes in input order within a window
+        wi_parts.append(wi + s)
+        bi_parts.append(bi)
+    wi = np.concatenate(wi_parts) if wi_parts else np.zeros(0, dtype=np.intp)
+    bi = np.concatenate(bi_parts) if bi_parts else np.zeros(0, dtype=np.intp)
+    pw = win[wi]
+    clipped, visible = clip_boxes(b[bi], pw)
+    if decimals is not None:
+        clipped = np.round(clipped, decimals)
+    # A box that rounding squeezed to zero size is not a box (it stays "degenerate").
+    keep = (visible > 0) & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    wi, bi, pw, clipped, visible = wi[keep], bi[keep], pw[keep], clipped[keep], visible[keep]
+    crowd = crowd_in[bi]
+    made_ignore = (crowd == 0) & (visible < min_visible)
+    # "whole" compares the original box with the window, not ``visible == 1``, so that
+    # floating-point rounding of the area ratio can never call an untouched box clipped.
+    orig = b[bi]
+    whole = ((orig[:, 0] >= pw[:, 0]) & (orig[:, 1] >= pw[:, 1])
+             & (orig[:, 2] <= pw[:, 2]) & (orig[:, 3] <= pw[:, 3]))
+    out_crowd = np.where(made_ignore, 1, crowd)
+    index = bi.astype(np.int64)
+    bounds = np.searchsorted(wi, np.arange(len(win) + 1)).tolist()
+    return [TileBoxes(index=index[a:e], xyxy=clipped[a:e], iscrowd=out_crowd[a:e],
+                      whole=whole[a:e], made_ignore=made_ignore[a:e])
+            for a, e in pairwise(bounds)]
+
+
 def boxes_in_window(boxes_xyxy: npt.NDArray[np.float64], iscrowd: npt.NDArray[np.int64],
                     window: Window, min_visible: float) -> TileBoxes:
-    """Select, clip and classify the boxes that overlap ``window`` (positive area inside it)."""
-    clipped, visible = clip_to_window(boxes_xyxy, window)
-    inside = visible > 0
-    idx = np.flatnonzero(inside)
-    vis = visible[idx]
-    crowd = iscrowd[idx].astype(np.int64)
-    made_ignore = (crowd == 0) & (vis < min_visible)
-    # "whole" compares the clipped box with the original, not ``visible == 1``, so that
-    # floating-point rounding of the area ratio can never call an untouched box clipped.
-    orig = boxes_xyxy[idx]
-    x0, y0, x1, y1 = window
-    whole = ((orig[:, 0] >= x0) & (orig[:, 1] >= y0) & (orig[:, 2] <= x1) & (orig[:, 3] <= y1))
-    return TileBoxes(index=idx, xyxy=clipped[idx], iscrowd=np.where(made_ignore, 1, crowd),
-                     whole=whole, made_ignore=made_ignore)
+    """Select, clip and classify the boxes that overlap ``window`` (positive area inside it).
+
+    One window of :func:`boxes_in_windows`.
+    """
+    return boxes_in_windows(boxes_xyxy, iscrowd, [window], min_visible)[0]
 
 
 def crop_or_pad(image: Image.Image, window: Window, tile: int = 1024,

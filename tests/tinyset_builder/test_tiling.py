@@ -12,6 +12,7 @@ from tinyset_builder.tiling import (
     TilingOptions,
     axis_starts,
     boxes_in_window,
+    boxes_in_windows,
     clip_to_window,
     crop_or_pad,
     window_grid,
@@ -126,3 +127,77 @@ def test_every_box_is_represented_in_some_window(w: int, h: int, data: st.DataOb
     # a box no larger than the overlap always fits whole in some window
     small = (boxes[:, 2] - boxes[:, 0] <= 200) & (boxes[:, 3] - boxes[:, 1] <= 200)
     assert whole[small].all()
+
+
+def _reference_window(boxes: list[list[float]], crowd: list[int], win: tuple[int, ...],
+                      min_visible: float) -> list[tuple[int, list[float], int, bool, bool]]:
+    """Crop-or-pad of one window, box by box in plain Python (the oracle)."""
+    x0, y0, x1, y1 = win
+    rows = []
+    for i, (bx0, by0, bx1, by1) in enumerate(boxes):
+        cx0, cx1 = min(max(bx0, x0), x1), min(max(bx1, x0), x1)
+        cy0, cy1 = min(max(by0, y0), y1), min(max(by1, y0), y1)
+        area = (bx1 - bx0) * (by1 - by0)
+        inter = max(cx1 - cx0, 0) * max(cy1 - cy0, 0)
+        if area <= 0 or inter <= 0:
+            continue
+        made_ignore = crowd[i] == 0 and inter / area < min_visible
+        whole = bx0 >= x0 and by0 >= y0 and bx1 <= x1 and by1 <= y1
+        rows.append((i, [cx0 - x0, cy0 - y0, cx1 - x0, cy1 - y0], 1 if made_ignore else crowd[i],
+                     whole, made_ignore))
+    return rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=st.integers(50, 4000), h=st.integers(50, 4000), chunk=st.sampled_from([1, 7, 1 << 21]),
+       data=st.data())
+def test_boxes_in_windows_matches_a_box_by_box_reference(
+        w: int, h: int, chunk: int, data: st.DataObject) -> None:
+    """All windows at once (in chunks of any size) == each window box by box."""
+    import tinyset_builder.tiling as tiling
+
+    n = data.draw(st.integers(0, 40))
+    coord = st.floats(-50, 4100, allow_nan=False)
+    boxes = []
+    for _ in range(n):
+        x, y = data.draw(coord), data.draw(coord)
+        bw, bh = data.draw(st.floats(0, 400)), data.draw(st.floats(0, 400))
+        boxes.append([x, y, x + bw, y + bh])
+    crowd = data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    grid = window_grid(w, h, 1024, 200)
+    old = tiling.PAIRS_PER_CHUNK
+    tiling.PAIRS_PER_CHUNK = chunk
+    try:
+        got = boxes_in_windows(np.array(boxes).reshape(-1, 4), np.array(crowd), grid, 0.5)
+    finally:
+        tiling.PAIRS_PER_CHUNK = old
+    assert len(got) == len(grid)
+    for win, tb in zip(grid, got, strict=True):
+        ref = _reference_window(boxes, crowd, win, 0.5)
+        assert tb.index.tolist() == [r[0] for r in ref]
+        assert tb.xyxy.tolist() == [r[1] for r in ref]           # the same floats, exactly
+        assert tb.iscrowd.tolist() == [r[2] for r in ref]
+        assert tb.whole.tolist() == [r[3] for r in ref]
+        assert tb.made_ignore.tolist() == [r[4] for r in ref]
+
+
+def test_boxes_in_windows_rounds_and_drops_boxes_rounding_squeezes_away() -> None:
+    boxes = np.array([[10.12345, 10.0, 20.98765, 20.0],    # rounded to 3 decimals
+                      [30.0, 30.0, 30.0004, 40.0],        # 0.0004 wide: zero after rounding
+                      [1000.0, 0.0, 1100.0, 10.0]])       # in the second window only
+    first, second = boxes_in_windows(boxes, np.zeros(3, dtype=np.int64),
+                                     [(0, 0, 1024, 1024), (1024, 0, 2048, 1024)], 0.5,
+                                     decimals=3)
+    assert first.index.tolist() == [0, 2]
+    assert first.xyxy[0].tolist() == [10.123, 10.0, 20.988, 20.0]
+    assert second.index.tolist() == [2]
+    assert second.xyxy.tolist() == [[0.0, 0.0, 76.0, 10.0]]
+    unrounded = boxes_in_windows(boxes, np.zeros(3, dtype=np.int64), [(0, 0, 1024, 1024)], 0.5)
+    assert unrounded[0].index.tolist() == [0, 1, 2]
+
+
+def test_boxes_in_windows_without_boxes_or_windows() -> None:
+    empty = boxes_in_windows(np.zeros((0, 4)), np.zeros(0, dtype=np.int64),
+                             [(0, 0, 10, 10), (5, 0, 15, 10)], 0.5)
+    assert [len(tb.index) for tb in empty] == [0, 0]
+    assert boxes_in_windows(np.array([[1.0, 1, 2, 2]]), np.array([0]), [], 0.5) == []
