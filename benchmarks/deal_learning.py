@@ -42,6 +42,18 @@ def prompts_for(data: Path, setting: str, split: str) -> dict:
     return doc
 
 
+def overrides(pairs: list[str]) -> dict:
+    """``["key=value", ...]`` -> config overrides, values parsed as JSON when they parse."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def run_config(name: str, args: argparse.Namespace) -> dict:
     """Train (or resume) one config, predict the prompt file, evaluate; returns the metrics."""
     import torch
@@ -56,7 +68,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     ablation = None if name == "full" else name
-    cfg = get_config(args.preset, ablation)
+    cfg = get_config(args.preset, ablation, **overrides(args.set))
     work = args.runs / name
     metrics_path = work / "metrics.json"
     if metrics_path.is_file() and not args.force:
@@ -102,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/deal_learning"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a DealConfig field for every config (repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate finished configs")
     args = p.parse_args(argv)
     rows = [run_config(name, args) for name in args.configs.split(",")]

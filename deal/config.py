@@ -61,6 +61,7 @@ class DealConfig:
     # --- PG-CPP training -------------------------------------------------------------------
     pgcpp_cycles: int = 1                     # K: prompts added per cycle (Algorithm 1)
     max_prompts: int = 10                     # training-time cap on points per prompt set
+    intra_sets: int = 4                       # intra-class step: prompt sets (categories) per image
     lr: float = 1e-3                          # AdamW learning rate
     weight_decay: float = 1e-4                # AdamW weight decay
     batch_size: int = 4                       # images per step
@@ -126,7 +127,7 @@ PRESETS: dict[str, DealConfig] = {
         preset="paper", backbone="swin_t", hidden_dim=256, num_heads=8, ffn_dim=1024,
         aifi_layers=1, csp_blocks=3, roi_output=2, prompt_layers=2, kernel_dim=64,
         min_queries=30, max_queries=300, decoder_layers=6, decoder_points=4,
-        input_scale=1.0, train_crop=None, pgcpp_cycles=3, lr=1e-4, batch_size=2,
+        input_scale=1.0, train_crop=None, pgcpp_cycles=3, intra_sets=8, lr=1e-4, batch_size=2,
         warmup_steps=500, grad_clip=0.1),
 }
 

@@ -197,6 +197,27 @@ def initial_prompts(sample: Sample, mode: str, rng: np.random.Generator) -> Prom
     return PromptSet(np.stack(points).astype(np.float32), target, prompted)
 
 
+def intra_class_sets(sample: Sample, rng: np.random.Generator, max_sets: int) -> list[PromptSet]:
+    """Algorithm 1's intra-class cycle: one prompt set per category present in the image.
+
+    Each set starts from one point on one instance of its category and targets that category's
+    boxes only, so every category of the image teaches the model to separate it from the others
+    (one random category per image would leave most images without that signal). At most
+    ``max_sets`` categories are drawn, in random order; an image without GT gives one empty set.
+    """
+    cats = np.unique(sample.categories)
+    if len(cats) == 0:
+        return [initial_prompts(sample, "intra", rng)]
+    chosen = rng.permutation(cats)[:max(max_sets, 1)]
+    sets = []
+    for c in chosen.tolist():
+        members = np.flatnonzero(sample.categories == c)
+        j = int(rng.choice(members))
+        sets.append(PromptSet(point_in_box(sample.boxes[j], rng)[None].astype(np.float32),
+                              members, [j]))
+    return sets
+
+
 def add_prompt(ps: PromptSet, sample: Sample, gt_index: int) -> PromptSet:
     """``P ∪ {Center(b*)}``: add the centre of GT ``gt_index`` to the prompt set."""
     pts = np.concatenate([ps.points, box_centre(sample.boxes[gt_index])[None]], 0)

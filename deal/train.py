@@ -1,8 +1,9 @@
 """DEAL training loop with PG-CPP, checkpoints, resume and progress.
 
-One step: sample ``batch_size`` crops, draw initial prompts (intra-class on even steps,
-inter-class on odd steps), encode once, grow the prompts with PG-CPP cycles on the cached
-features, then compute ``L = Lcls + Lreg + λ·Ldensity`` on the final prompt sets and update.
+One step: sample ``batch_size`` crops, draw initial prompts (intra-class on even steps: one set
+per category of each crop, up to ``intra_sets``; inter-class on odd steps), encode once, grow
+the prompts with PG-CPP cycles on the cached features, then compute
+``L = Lcls + Lreg + λ·Ldensity`` on the final prompt sets and update.
 ``work_dir/last.pt`` is written atomically every ``checkpoint_every`` steps and at the end; a
 rerun with the same ``work_dir`` resumes from it (same preset and architecture, else an error).
 """
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from deal.config import DealConfig
-from deal.data import TrainImages, initial_prompts, load_records
+from deal.data import TrainImages, initial_prompts, intra_class_sets, load_records
 from deal.losses import deal_loss
 from deal.model import DEAL, build_model
 from deal.pgcpp import batch_prompts, cycle_prompts, targets_of
@@ -201,8 +202,16 @@ def _step(model: DEAL, optimizer: torch.optim.Optimizer, data: TrainImages, cfg:
     images = torch.from_numpy(np.stack([s.image for s in samples])).to(device)
     images = images.permute(0, 3, 1, 2).float() / 255.0            # (B, 3, H, W)
     mode = "none" if not cfg.use_pe else ("intra" if step % 2 == 0 else "inter")
-    sets = [initial_prompts(s, mode, rng) for s in samples]
     feats = model.encode(images)
+    if mode == "intra":
+        # One prompt set per category of each image, all decoded from the same encoding.
+        per_image = [intra_class_sets(s, rng, cfg.intra_sets) for s in samples]
+        index = [i for i, image_sets in enumerate(per_image) for _ in image_sets]
+        sets = [ps for image_sets in per_image for ps in image_sets]
+        samples = [samples[i] for i in index]
+        feats = feats.select(index)
+    else:
+        sets = [initial_prompts(s, mode, rng) for s in samples]
     if cfg.use_pe and cfg.pgcpp_cycles > 0:
         # Draw this step's number of cycles in 0..K so the loss also sees sparse prompt sets.
         k = int(rng.integers(0, cfg.pgcpp_cycles + 1))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from deal.config import DealConfig
-from deal.data import PromptSet, Sample, box_centre, initial_prompts
+from deal.data import PromptSet, Sample, box_centre, initial_prompts, intra_class_sets
 from deal.losses import match_quality
 from deal.model import build_model
 from deal.pgcpp import batch_prompts, cycle_prompts, targets_of, worst_matched
@@ -40,6 +40,26 @@ def test_initial_prompts_intra_and_inter() -> None:
     inter = initial_prompts(s, "inter", rng)
     assert len(inter.points) == 2 and len(inter.target_idx) == 4
     assert initial_prompts(s, "none", rng).points.shape == (0, 2)
+
+
+def test_intra_class_sets_one_per_category() -> None:
+    s, rng = _sample(), np.random.default_rng(5)
+    sets = intra_class_sets(s, rng, max_sets=8)
+    assert len(sets) == 2  # categories 1 and 2
+    seen = set()
+    for ps in sets:
+        (j,) = ps.prompted_idx
+        cat = int(s.categories[j])
+        seen.add(cat)
+        assert len(ps.points) == 1
+        assert ps.target_idx.tolist() == np.flatnonzero(s.categories == cat).tolist()
+        b = s.boxes[j]
+        assert b[0] <= ps.points[0, 0] <= b[2] and b[1] <= ps.points[0, 1] <= b[3]
+    assert seen == {1, 2}
+    assert len(intra_class_sets(s, rng, max_sets=1)) == 1
+    empty = Sample(s.image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+    (only,) = intra_class_sets(empty, rng, max_sets=4)
+    assert len(only.points) == 0 and len(only.target_idx) == 0
 
 
 def test_cycle_adds_the_centre_of_the_worst_matched_gt(cfg: DealConfig) -> None:
