@@ -116,17 +116,20 @@ def clip_boxes(boxes_xyxy: npt.NDArray[np.float64], windows: npt.ArrayLike,
         the fraction of each box's own area that lies inside its window (0 when none does).
     """
     w = np.asarray(windows, dtype=np.float64)
-    x0, y0, x1, y1 = w[..., 0], w[..., 1], w[..., 2], w[..., 3]
-    b = boxes_xyxy
-    cx0 = np.clip(b[:, 0], x0, x1)
-    cy0 = np.clip(b[:, 1], y0, y1)
-    cx1 = np.clip(b[:, 2], x0, x1)
-    cy1 = np.clip(b[:, 3], y0, y1)
-    inter = np.clip(cx1 - cx0, 0, None) * np.clip(cy1 - cy0, 0, None)
+    return _clip(np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4),
+                 w[..., [0, 1, 0, 1]], w[..., [2, 3, 2, 3]])
+
+
+def _clip(b: npt.NDArray[np.float64], lo: npt.NDArray[np.float64],
+          hi: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:func:`clip_boxes` given each window's ``lo = (x0, y0, x0, y0)`` and ``hi = (x1, ...)``."""
+    # A coordinate is replaced only when strictly outside (as np.clip does with scalar bounds;
+    # with array bounds it may turn a -0.0 on the border into 0.0, and the bytes would change).
+    c = np.where(b < lo, lo, np.where(b > hi, hi, b))
+    inter = np.clip(c[:, 2] - c[:, 0], 0, None) * np.clip(c[:, 3] - c[:, 1], 0, None)
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     visible = np.divide(inter, area, out=np.zeros_like(inter), where=area > 0)
-    clipped = np.stack([cx0 - x0, cy0 - y0, cx1 - x0, cy1 - y0], axis=1)
-    return clipped, visible
+    return c - lo, visible
 
 
 def clip_to_window(boxes_xyxy: npt.NDArray[np.float64], window: Window,
@@ -191,30 +194,32 @@ def boxes_in_windows(boxes_xyxy: npt.NDArray[np.float64], iscrowd: npt.NDArray[n
     # in the window is among them (and the exact test below drops the rest), so this cheap
     # comparison only saves clipping boxes that are far away.
     step = max(1, PAIRS_PER_CHUNK // max(1, len(b)))
+    bx0, by0, bx1, by1 = (np.ascontiguousarray(col) for col in b.T)
     wi_parts, bi_parts = [], []
     for s in range(0, len(win), step):
         w = win[s:s + step, :, None]
-        near = ((b[:, 0] < w[:, 2]) & (b[:, 2] > w[:, 0])
-                & (b[:, 1] < w[:, 3]) & (b[:, 3] > w[:, 1]))
+        near = (bx0 < w[:, 2]) & (bx1 > w[:, 0]) & (by0 < w[:, 3]) & (by1 > w[:, 1])
         wi, bi = np.nonzero(near)  # window-major, boxes in input order within a window
         wi_parts.append(wi + s)
         bi_parts.append(bi)
     wi = np.concatenate(wi_parts) if wi_parts else np.zeros(0, dtype=np.intp)
     bi = np.concatenate(bi_parts) if bi_parts else np.zeros(0, dtype=np.intp)
-    pw = win[wi]
-    clipped, visible = clip_boxes(b[bi], pw)
+    orig = np.take(b, bi, axis=0)
+    lo = np.take(win[:, [0, 1, 0, 1]], wi, axis=0)
+    hi = np.take(win[:, [2, 3, 2, 3]], wi, axis=0)
+    clipped, visible = _clip(orig, lo, hi)
     if decimals is not None:
         clipped = np.round(clipped, decimals)
     # A box that rounding squeezed to zero size is not a box (it stays "degenerate").
     keep = (visible > 0) & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    wi, bi, pw, clipped, visible = wi[keep], bi[keep], pw[keep], clipped[keep], visible[keep]
-    crowd = crowd_in[bi]
+    if not keep.all():
+        wi, bi, orig, lo, hi = wi[keep], bi[keep], orig[keep], lo[keep], hi[keep]
+        clipped, visible = clipped[keep], visible[keep]
+    crowd = np.take(crowd_in, bi)
     made_ignore = (crowd == 0) & (visible < min_visible)
     # "whole" compares the original box with the window, not ``visible == 1``, so that
     # floating-point rounding of the area ratio can never call an untouched box clipped.
-    orig = b[bi]
-    whole = ((orig[:, 0] >= pw[:, 0]) & (orig[:, 1] >= pw[:, 1])
-             & (orig[:, 2] <= pw[:, 2]) & (orig[:, 3] <= pw[:, 3]))
+    whole = (orig[:, :2] >= lo[:, :2]).all(axis=1) & (orig[:, 2:] <= hi[:, 2:]).all(axis=1)
     out_crowd = np.where(made_ignore, 1, crowd)
     index = bi.astype(np.int64)
     bounds = np.searchsorted(wi, np.arange(len(win) + 1)).tolist()

@@ -201,3 +201,12 @@ def test_boxes_in_windows_without_boxes_or_windows() -> None:
                              [(0, 0, 10, 10), (5, 0, 15, 10)], 0.5)
     assert [len(tb.index) for tb in empty] == [0, 0]
     assert boxes_in_windows(np.array([[1.0, 1, 2, 2]]), np.array([0]), [], 0.5) == []
+
+
+def test_a_coordinate_on_the_window_border_is_kept_as_given() -> None:
+    """Only coordinates strictly outside are replaced, so even a -0.0 keeps its sign (bytes)."""
+    boxes = np.array([[-0.0, 5.0, 10.0, 15.0], [-3.0, 5.0, 10.0, 15.0]])
+    clipped, _ = clip_to_window(boxes, (0, 0, 100, 100))
+    assert np.signbit(clipped[0, 0]) and not np.signbit(clipped[1, 0])
+    (tb,) = boxes_in_windows(boxes, np.zeros(2, dtype=np.int64), [(0, 0, 100, 100)], 0.5)
+    assert repr(tb.xyxy[0, 0].item()) == "-0.0" and repr(tb.xyxy[1, 0].item()) == "0.0"
