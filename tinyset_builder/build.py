@@ -349,37 +349,51 @@ def _extra_json(extra: Mapping[str, Any]) -> str:
                    for k in sorted(extra) if isinstance(extra[k], _SCALAR))
 
 
-def _record_parts(anns: Sequence[CocoAnnotation], category_id: Mapping[int, int],
-                  ) -> tuple[list[str], tuple[list[str], list[str]]]:
-    """The fixed text of each annotation's output records: what precedes its box, what follows.
+class _FloatText(dict[float, str]):
+    """``repr`` of floats, memoised (one original image's boxes repeat few distinct values).
 
-    An annotation is written once per output that shows it, so this text is made once per
-    original image: ``heads[i]`` is ``,"category_id":C,"bbox":[`` and ``tails[iscrowd][i]`` is
-    ``,"iscrowd":0`` or ``1`` (a cut can make a label ignore), the source's scalar attributes
-    and ``}``.
+    Exact: floats that compare equal have the same ``repr``, except ``0.0`` and ``-0.0``, which
+    are therefore never stored.
     """
-    heads = [f',"category_id":{category_id[a.category_id]},"bbox":[' for a in anns]
-    extras = [_extra_json(a.extra) + "}" if a.extra else "}" for a in anns]
-    return heads, ([',"iscrowd":0' + e for e in extras], [',"iscrowd":1' + e for e in extras])
+
+    def __missing__(self, v: float) -> str:
+        text = repr(v)
+        if v != 0.0:
+            self[v] = text
+        return text
 
 
-def _records_text(tb: TileBoxes, first_id: int, image_id: int, heads: Sequence[str],
-                  tails: tuple[Sequence[str], Sequence[str]]) -> str:
-    """The COCO records of one output's boxes as comma-separated JSON objects.
+class _RecordText:
+    """Writes one original image's annotations as COCO records, for each output that shows them.
 
     Formatted directly: :func:`json.dumps` would give the same bytes (it writes floats with
-    ``float.__repr__``, as ``!r`` does; ``test_output_contract`` checks the files against
-    ``json.dumps``) at a fraction of the cost, which matters at thousands of boxes per image.
+    ``float.__repr__``; ``test_output_contract`` checks the files against ``json.dumps``) at a
+    fraction of the cost, which matters at thousands of boxes per image. What does not depend
+    on the output is made once per annotation: ``heads[i]`` is ``,"category_id":C,"bbox":[`` and
+    ``tails[iscrowd][i]`` is ``,"iscrowd":0`` or ``1`` (a cut can make a label ignore), the
+    source's scalar attributes and ``}``.
     """
-    x0, y0, x1, y1 = tb.xyxy.T
-    bw, bh = x1 - x0, y1 - y0
-    image = f',"image_id":{image_id}'
-    return ",".join([
-        f'{{"id":{k}{image}{heads[i]}{x!r},{y!r},{w!r},{h!r}],"area":{area!r}{tails[c][i]}'
-        for k, i, x, y, w, h, area, c in zip(
-            range(first_id, first_id + len(tb.index)), tb.index.tolist(), x0.tolist(),
-            y0.tolist(), bw.tolist(), bh.tolist(), (bw * bh).tolist(), tb.iscrowd.tolist(),
-            strict=True)])
+
+    def __init__(self, anns: Sequence[CocoAnnotation], category_id: Mapping[int, int]) -> None:
+        head = {c: f',"category_id":{g},"bbox":[' for c, g in category_id.items()}
+        self.heads = [head[a.category_id] for a in anns]
+        extras = [_extra_json(a.extra) + "}" if a.extra else "}" for a in anns]
+        self.tails = ([',"iscrowd":0' + e for e in extras], [',"iscrowd":1' + e for e in extras])
+        self.floats = _FloatText()
+
+    def records(self, tb: TileBoxes, first_id: int, image_id: int) -> str:
+        """The records of one output's boxes as comma-separated JSON objects."""
+        x0, y0, x1, y1 = tb.xyxy.T
+        bw, bh = x1 - x0, y1 - y0
+        image = f',"image_id":{image_id}'
+        heads, tails, r = self.heads, self.tails, self.floats
+        return ",".join([
+            f'{{"id":{k}{image}{heads[i]}{r[x]},{r[y]},{r[w]},{r[h]}],"area":{r[area]}'
+            f'{tails[c][i]}'
+            for k, i, x, y, w, h, area, c in zip(
+                range(first_id, first_id + len(tb.index)), tb.index.tolist(), x0.tolist(),
+                y0.tolist(), bw.tolist(), bh.tolist(), (bw * bh).tolist(), tb.iscrowd.tolist(),
+                strict=True)])
 
 
 def _copy(path: Path, put: Any) -> None:
@@ -440,10 +454,10 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
                 dups.append({"file": task.original_file, "kept": str(kept)})
                 continue
             acc.add_outcomes(res)
-            anns = anns_of[images_by_file[task.original_file].id]
+            if not res["outputs"]:
+                continue
+            text = _RecordText(anns_of[images_by_file[task.original_file].id], category_id)
             boxes, iscrowd = task_boxes(task)
-            heads, tails = (_record_parts(anns, category_id) if res["outputs"]
-                            else ([], ([], [])))
             w = writers[task.split]
             per_output = tile_boxes(task, boxes, iscrowd,
                                     [tuple(o["tile_window"]) for o in res["outputs"]])
@@ -457,8 +471,7 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
                 referenced[task.split].append(o["file_name"])
                 acc.out_images[task.split] += 1
                 n = len(tb.index)
-                w.add_annotation_text(_records_text(tb, w.n_annotations + 1, image_id, heads,
-                                                    tails), n)
+                w.add_annotation_text(text.records(tb, w.n_annotations + 1, image_id), n)
                 acc.out_annotations += n
         sources[info.name] = {
             "title": info.title, "domain": info.domain,

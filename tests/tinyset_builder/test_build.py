@@ -250,3 +250,29 @@ def test_build_errors_are_one_line(tmp_path: Path) -> None:
     save(tmp_path / "raw" / "x.png", pixels(4, 4, 0))
     with pytest.raises(TinysetError, match="unknown source"):
         build(tmp_path / "raw", tmp_path / "out", sources="visdrone,nosuch")
+
+
+def test_record_text_is_json_dumps_of_the_records_signed_zero_included() -> None:
+    """The hand-formatted records (with their memoised float text) equal json.dumps's bytes."""
+    from tinyset_builder.build import _RecordText
+    from tinyset_builder.coco import CocoAnnotation
+    from tinyset_builder.tiling import TileBoxes
+
+    anns = [CocoAnnotation(id=1, image_id=1, category_id=1, bbox=(0.5, 0.0, 2.5, 3.0)),
+            CocoAnnotation(id=2, image_id=1, category_id=2, bbox=(0.0, 0.0, 1.0, 1.0),
+                           extra={"difficult": 1, "note": "ä\"", "segmentation": [[1, 2]]})]
+    xyxy = [[-0.0, 0.0, 2.5, 3.0], [0.0, -0.0, 1.0, 1.0], [0.1, 1e-05, 2.75, 3.0],
+            [0.0, 0.0, 2.5, 3.0]]
+    index, crowd = [0, 1, 0, 0], [0, 1, 1, 0]
+    tb = TileBoxes(index=np.array(index), xyxy=np.array(xyxy), iscrowd=np.array(crowd),
+                   whole=np.zeros(4, bool), made_ignore=np.zeros(4, bool))
+    got = _RecordText(anns, {1: 7, 2: 9}).records(tb, 5, 3)
+    expected = []
+    for k, (i, (x0, y0, x1, y1), c) in enumerate(zip(index, xyxy, crowd, strict=True)):
+        d = {"id": 5 + k, "image_id": 3, "category_id": [7, 9][i],
+             "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": c}
+        if i == 1:
+            d |= {"difficult": 1, "note": "ä\""}  # scalar attributes only, sorted by key
+        expected.append(json.dumps(d, ensure_ascii=False, separators=(",", ":")))
+    assert got == ",".join(expected)
+    assert '"bbox":[-0.0,0.0,' in got and '"bbox":[0.0,-0.0,' in got and '"bbox":[0.0,0.0,' in got
