@@ -284,6 +284,7 @@ def process(task: TileTask) -> dict[str, Any]:
     outputs: list[dict[str, Any]] = []
     dropped_images = {"large_objects": 0, "empty": 0}
     grid = window_grid(sw, sh, opts.tile, opts.overlap)
+    images = Path(task.out, "images", task.split)
     # (annotation index, outcome rank) of every window, folded into ``rank`` once at the end.
     seen: list[tuple[np.ndarray, np.ndarray | int]] = []
     for window, tb in zip(grid, tile_boxes(task, boxes, iscrowd, grid), strict=True):
@@ -303,7 +304,7 @@ def process(task: TileTask) -> dict[str, Any]:
         name = f"{task.stem}__x{window[0]}_y{window[1]}.{task.ext}"
         data = encode(crop_or_pad(image, window, opts.tile, opts.pad_value), task.ext,
                       task.codec)
-        write_file_atomic(Path(task.out) / "images" / task.split / name, data)
+        write_file_atomic(images / name, data)
         outputs.append({"file_name": name, "bytes": len(data), "tile_window": list(window),
                         "window": _window_in_original(window, task.scale, task.width,
                                                       task.height, (sw, sh))})

@@ -15,8 +15,9 @@ The rule (paper, section III; conventions of other tilers in ``reference/ecosyst
   than a wrong label (DOTA's "difficult" instead of mmrotate's silent drop). A source's own ignore
   regions stay ignore regions.
 
-Geometry is vectorised with numpy: a window costs a handful of array operations, whatever the
-number of boxes, which matters for crowded sources (SKU110K, JHU-CROWD++) cut into many tiles.
+Geometry is vectorised with numpy over all windows of an image at once
+(:func:`boxes_in_windows`): an image costs a handful of array operations, whatever the number of
+windows and boxes, which matters for crowded sources (SKU110K, JHU-CROWD++) cut into many tiles.
 """
 
 from __future__ import annotations
