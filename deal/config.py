@@ -2,8 +2,9 @@
 
 ``paper`` follows section V of the paper (Swin-T backbone, RT-DETR widths: hidden 256, 8 heads,
 6 decoder layers, FFN 1024, up to 300 queries, full 1024² inputs). ``tiny`` is the same network
-scaled down until a few thousand training steps fit on a CPU in minutes (a small CNN backbone,
-width 64, 2 decoder layers, inputs downscaled by 2 and trained on 256-px crops).
+scaled down until a thousand training steps fit on a CPU in minutes (a small CNN backbone,
+width 64, 2 decoder layers, inputs downscaled by 2 and trained on 256² crops of them: 512² of
+the original, about eight objects per crop on the demo data).
 
 This module imports nothing heavy so the CLI and the runner can read configs without torch.
 """
@@ -57,11 +58,11 @@ class DealConfig:
     cost_giou: float = 2.0
     # --- inputs --------------------------------------------------------------------------------
     input_scale: float = 0.5                  # images are resized by this before the network
-    train_crop: int | None = 128              # square training crop after scaling (None = full)
+    train_crop: int | None = 256              # square training crop after scaling (None = full)
     # --- PG-CPP training -------------------------------------------------------------------
     pgcpp_cycles: int = 1                     # K: prompts added per cycle (Algorithm 1)
     max_prompts: int = 10                     # training-time cap on points per prompt set
-    intra_sets: int = 4                       # intra-class step: prompt sets (categories) per image
+    intra_sets: int = 8                       # intra-class step: prompt sets (categories) per image
     lr: float = 1e-3                          # AdamW learning rate
     weight_decay: float = 1e-4                # AdamW weight decay
     batch_size: int = 4                       # images per step
@@ -127,7 +128,7 @@ PRESETS: dict[str, DealConfig] = {
         preset="paper", backbone="swin_t", hidden_dim=256, num_heads=8, ffn_dim=1024,
         aifi_layers=1, csp_blocks=3, roi_output=2, prompt_layers=2, kernel_dim=64,
         min_queries=30, max_queries=300, decoder_layers=6, decoder_points=4,
-        input_scale=1.0, train_crop=None, pgcpp_cycles=3, intra_sets=8, lr=1e-4, batch_size=2,
+        input_scale=1.0, train_crop=None, pgcpp_cycles=3, lr=1e-4, batch_size=2,
         warmup_steps=500, grad_clip=0.1),
 }
 
