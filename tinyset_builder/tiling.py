@@ -101,29 +101,15 @@ def window_grid(width: int, height: int, tile: int = 1024, overlap: int = 200) -
     return [(x0, y0, min(x0 + tile, width), min(y0 + tile, height)) for y0 in ys for x0 in xs]
 
 
-def clip_boxes(boxes_xyxy: npt.NDArray[np.float64], windows: npt.ArrayLike,
-               ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Clip each box to its window and express it in that window's coordinates.
-
-    The one clipping formula of the toolkit: :func:`clip_to_window` and :func:`boxes_in_windows`
-    both come here, so a box gets the same floats whichever way it is cut.
-
-    Args:
-        boxes_xyxy: ``(N, 4)`` boxes.
-        windows: ``(N, 4)`` windows, one per box, or one ``(4,)`` window for all of them.
-
-    Returns:
-        ``(clipped, visible)``: the clipped boxes relative to their window's top-left corner, and
-        the fraction of each box's own area that lies inside its window (0 when none does).
-    """
-    w = np.asarray(windows, dtype=np.float64)
-    return _clip(np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4),
-                 w[..., [0, 1, 0, 1]], w[..., [2, 3, 2, 3]])
-
-
 def _clip(b: npt.NDArray[np.float64], lo: npt.NDArray[np.float64],
           hi: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """:func:`clip_boxes` given each window's ``lo = (x0, y0, x0, y0)`` and ``hi = (x1, ...)``."""
+    """The one clipping formula: each box of ``b (N, 4)`` to its window.
+
+    ``lo = (x0, y0, x0, y0)`` and ``hi = (x1, y1, x1, y1)`` of the window, one row per box or one
+    for all. :func:`clip_to_window` and :func:`boxes_in_windows` both come here, so a box gets
+    the same floats whichever way it is cut. Returns the clipped boxes relative to their
+    window's top-left corner, and the share of each box's area inside its window (0 if none).
+    """
     # A coordinate is replaced only when strictly outside (as np.clip does with scalar bounds;
     # with array bounds it may turn a -0.0 on the border into 0.0, and the bytes would change).
     c = np.where(b < lo, lo, np.where(b > hi, hi, b))
@@ -141,7 +127,9 @@ def clip_to_window(boxes_xyxy: npt.NDArray[np.float64], window: Window,
         ``(clipped, visible)``: the clipped boxes relative to the window's top-left corner, and
         the fraction of each box's own area that lies inside the window (0 for boxes outside it).
     """
-    return clip_boxes(boxes_xyxy, window)
+    w = np.asarray(window, dtype=np.float64)
+    return _clip(np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4), w[[0, 1, 0, 1]],
+                 w[[2, 3, 2, 3]])
 
 
 @dataclass(frozen=True, slots=True)
