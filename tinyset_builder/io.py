@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,30 @@ from tinyset_builder.errors import TinysetError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
+
+
+#: Crash-test hook (``tests/reliability/test_rel_crashes.py``): with ``TINYSET_KILL_AT_WRITE=N``
+#: in the environment, a process SIGKILLs its whole process group at its N-th atomic write,
+#: after the temporary file is complete and before the rename. Unset (always, outside tests),
+#: it costs one integer comparison per write.
+_KILL_AT_WRITE = int(os.environ.get("TINYSET_KILL_AT_WRITE") or 0)
+_writes_seen = 0
+
+
+def kill_here_if_asked() -> None:
+    """Count one atomic write; SIGKILL the process group if it is the ``TINYSET_KILL_AT_WRITE``-th.
+
+    Every atomic writer calls this just before its rename, so a test can kill a real run at a
+    point that is reproducible and certainly mid-run (writes are counted per process; with a
+    worker pool, the first process to reach N takes the pool and its parent down with it, as an
+    out-of-memory kill or a power cut would). Start the process in a new session
+    (``start_new_session=True``), or the kill reaches the caller too.
+    """
+    global _writes_seen
+    if _KILL_AT_WRITE:
+        _writes_seen += 1
+        if _writes_seen == _KILL_AT_WRITE:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -49,6 +74,7 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
+        kill_here_if_asked()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
