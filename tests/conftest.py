@@ -12,6 +12,14 @@ SHARED = Path(os.environ.get("TINYSET_SHARED", Path(__file__).resolve().parents[
 REALSAMPLES = SHARED / "realsamples"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In the controller only (before xdist starts workers): write yapf's grammar cache."""
+    if not hasattr(config, "workerinput"):
+        from _yapf_grammar import prime_yapf_grammar
+
+        prime_yapf_grammar()
+
+
 @pytest.fixture(scope="session")
 def realsamples() -> Path:
     """The genuine annotation files of ``../shared/realsamples`` (beside every checkout)."""
