@@ -150,19 +150,37 @@ def test_billion_laughs_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("decl", [
     '<!DOCTYPE a [<!ENTITY x SYSTEM "file://{secret}">]>',
     '<!DOCTYPE a [<!ENTITY % p SYSTEM "file://{secret}"> %p;]>',
-    '<!DOCTYPE a SYSTEM "file://{secret}">',
 ])
-def test_external_entities_are_refused(tmp_path: Path, decl: str) -> None:
+def test_external_entities_are_refused_by_defusedxml(tmp_path: Path, decl: str) -> None:
+    """Entity declarations are refused by defusedxml itself: the document never uses the
+    entity, so the standard library's parser would accept it (checked below), and only
+    defusedxml's ``EntitiesForbidden`` stands between the file and the secret."""
+    import xml.etree.ElementTree as stdlib_etree
+
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET")
     path = tmp_path / "xxe.xml"
     path.write_text('<?xml version="1.0"?>\n' + decl.format(secret=secret)
-                    + "\n<annotation><filename>&x;</filename></annotation>")
+                    + "\n<annotation><filename>y.jpg</filename></annotation>")
+    assert stdlib_etree.fromstring(path.read_bytes()).findtext("filename") == "y.jpg"
     policy = ErrorPolicy("skip")
-    result = read_voc_xml(path, policy)
-    # Refused (unsafe or malformed): the secret's text never reaches a record.
-    assert result is None or "TOPSECRET" not in result.filename
-    with pytest.raises(SourceError) as exc:
+    assert read_voc_xml(path, policy) is None and policy.total_skipped == 1
+    with pytest.raises(SourceError, match=r"unsafe XML refused \(EntitiesForbidden\)") as exc:
+        read_voc_xml(path, ErrorPolicy("raise"))
+    assert str(path) in str(exc.value) and "TOPSECRET" not in str(exc.value)
+
+
+def test_external_dtd_is_never_loaded(tmp_path: Path) -> None:
+    """An external DTD is not fetched (expat's default, which defusedxml keeps), so an entity it
+    defines stays undefined: the file is refused as malformed and the secret never read."""
+    dtd = tmp_path / "secret.dtd"
+    dtd.write_text('<!ENTITY x "TOPSECRET">')
+    path = tmp_path / "xxe.xml"
+    path.write_text(f'<?xml version="1.0"?>\n<!DOCTYPE annotation SYSTEM "file://{dtd}">\n'
+                    "<annotation><filename>&x;</filename></annotation>")
+    policy = ErrorPolicy("skip")
+    assert read_voc_xml(path, policy) is None and policy.total_skipped == 1
+    with pytest.raises(SourceError, match="malformed XML") as exc:
         read_voc_xml(path, ErrorPolicy("raise"))
     assert "TOPSECRET" not in str(exc.value)
 
