@@ -16,11 +16,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
 from bench_fixture import add_train_quirks, write_tiny_dataset
 
+from adapters import ultralytics_adapter as ua  # plainly: a broken module must fail
 from adapters.base import Detections, Job
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.imageio import read_image
-
-ua = pytest.importorskip("adapters.ultralytics_adapter")
 
 
 @pytest.fixture(scope="module")
