@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -282,6 +284,22 @@ def test_cli_without_fiftyone_is_one_line(built: Path, monkeypatch: pytest.Monke
     assert err.count("\n") == 1 and "pip install 'tinyset[fiftyone]'" in err
 
 
+#: How long ``tinyset browse`` may take to print its URL: the App server's own start-up bound
+#: (``AppServer.start``, 600 s) plus loading the dataset; past it the test fails instead of hanging.
+STDOUT_DEADLINE = 720.0
+
+
+def _readline_within(stream: Any, seconds: float) -> str:
+    """One line of ``stream``, or fail the test after ``seconds`` (a reader thread: a pipe's
+    ``readline`` has no timeout of its own)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        pytest.fail(f"no line on stdout within {seconds:.0f} s")
+
+
 @pytest.mark.slow
 def test_cli_prints_url_of_running_app(mongo: browse.MongoServer, loaded: tuple[Any, Any],
                                        built: Path, runs: dict[str, Any]) -> None:
@@ -295,7 +313,7 @@ def test_cli_prints_url_of_running_app(mongo: browse.MongoServer, loaded: tuple[
                             start_new_session=True)
     try:
         assert proc.stdout is not None
-        url = proc.stdout.readline().strip()  # the URL is the only line on stdout
+        url = _readline_within(proc.stdout, STDOUT_DEADLINE).strip()  # the only line
         assert url == f"http://127.0.0.1:{port}/", f"stdout: {url!r}, exit: {proc.poll()}"
         deadline = time.monotonic() + 60
         while True:
