@@ -228,6 +228,21 @@ def _crowdhuman_with(root: Path, box: str) -> Conversion:
                       counts=dict(ds.info["counts"]))
 
 
+def _attributes_are_the_boxed_objects(lines: list[Any], conv: Conversion, native: str,
+                                      keys: tuple[str, ...]) -> None:
+    """Each person annotation carries the attributes of the object its box outlines: the
+    head's (``head_attr``) for heads, the body's (``extra``) for bodies; matched by image and
+    ``box_id``, and the synthetic data has heads and bodies with different ``occ``."""
+    image_of = {i.id: i.file_name for i in conv.dataset.images}
+    want = {(f"Images/{r['ID']}.jpg", g["extra"]["box_id"]): {k: g[native][k] for k in keys}
+            for r in lines for g in r["gtboxes"] if g["tag"] == "person"}
+    got = {(image_of[a.image_id], a.extra["box_id"]): {k: a.extra[k] for k in keys}
+           for a in conv.dataset.annotations if "box_id" in a.extra}
+    assert got and got.items() <= want.items()
+    assert any(g["head_attr"]["occ"] != g["extra"]["occ"]
+               for r in lines for g in r["gtboxes"] if g["tag"] == "person")
+
+
 def quirk_crowdhuman_box_choice(root: Path) -> None:
     lines = [json.loads(t) for t in (root / "annotation_train.odgt").read_text().splitlines()]
     lines += [json.loads(t) for t in (root / "annotation_val.odgt").read_text().splitlines()]
@@ -245,6 +260,7 @@ def quirk_crowdhuman_box_choice(root: Path) -> None:
     assert hbox.counts["dropped_empty_ignored_box"] == empty_ignored_heads == 4
     assert sum(a.iscrowd for a in hbox.dataset.annotations) == (
         ignored - empty_ignored_heads + ignored_heads)
+    _attributes_are_the_boxed_objects(lines, hbox, "head_attr", ("occ", "unsure"))
     fbox = _crowdhuman_with(root, "fbox")
     assert _names(fbox.dataset) == Counter({"crowdhuman/person": len(gts) - masks,
                                             "crowdhuman/mask": masks})
@@ -256,6 +272,7 @@ def quirk_crowdhuman_box_choice(root: Path) -> None:
                        or g["fbox"][1] + g["fbox"][3] > h for g in r["gtboxes"])
     assert fbox.counts["clipped_to_image"] == outside > 0
     assert len(lines) == len(fbox.dataset.images)
+    _attributes_are_the_boxed_objects(lines, fbox, "extra", ("occ",))
     vbox = _crowdhuman_with(root, "vbox")
     assert sum(_names(vbox.dataset).values()) == len(gts)
     with pytest.raises(TinysetError, match=r"crowdhuman.toml: \[build\] box = 'body'"):

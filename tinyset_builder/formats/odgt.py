@@ -43,6 +43,8 @@ class OdgtBox:
     ignore: bool
     head_ignore: bool
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The head's own attributes (``ignore``, ``occ``, ``unsure``); ``extra`` is the body's.
+    head_attr: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,10 @@ def _parse_box(raw: object, loc: str, policy: ErrorPolicy) -> OdgtBox | None:
             return None
         boxes[key] = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
     extra = raw.get("extra") if isinstance(raw.get("extra"), Mapping) else {}
+    head_attr = raw.get("head_attr") if isinstance(raw.get("head_attr"), Mapping) else {}
     return OdgtBox(location=loc, tag=raw["tag"], boxes=boxes, ignore=_flag(extra, "ignore"),
-                   head_ignore=_flag(raw.get("head_attr"), "ignore"), extra=dict(extra or {}))
+                   head_ignore=_flag(head_attr, "ignore"), extra=dict(extra or {}),
+                   head_attr=dict(head_attr or {}))
 
 
 def read_odgt(path: Path, policy: ErrorPolicy) -> list[OdgtRecord]:
@@ -109,15 +113,17 @@ def read_odgt(path: Path, policy: ErrorPolicy) -> list[OdgtRecord]:
 
 def odgt_gtbox(tag: str, fbox: Sequence[float], vbox: Sequence[float], hbox: Sequence[float],
                *, box_id: int | None = None, ignore: bool = False, head_ignore: bool = False,
-               occ: int = 0) -> dict[str, Any]:
-    """One gtbox dict in CrowdHuman's key order (``tag, hbox, head_attr, fbox, vbox, extra``)."""
+               occ: int = 0, head_occ: int = 0) -> dict[str, Any]:
+    """One gtbox dict in CrowdHuman's key order (``tag, hbox, head_attr, fbox, vbox, extra``);
+    ``occ`` is the body's occlusion flag, ``head_occ`` the head's."""
     extra: dict[str, Any] = {}
     if box_id is not None:
         extra["box_id"] = box_id
         extra["occ"] = occ
     if ignore:
         extra["ignore"] = 1
-    head_attr = {} if tag == "mask" else {"ignore": int(head_ignore), "occ": 0, "unsure": 0}
+    head_attr = {} if tag == "mask" else {"ignore": int(head_ignore), "occ": head_occ,
+                                            "unsure": 0}
     return {"tag": tag, "hbox": list(hbox), "head_attr": head_attr, "fbox": list(fbox),
             "vbox": list(vbox), "extra": extra}
 

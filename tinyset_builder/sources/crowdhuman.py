@@ -19,7 +19,10 @@ pedestrians the paper's daily-life text mentions). Heads are category ``head``, 
 Quirks:
 - ``tag == "mask"`` (crowds, reflections, posters) becomes an ignore region ``mask`` with
   ``iscrowd = 1``; a person with ``extra.ignore = 1`` keeps its category with ``iscrowd = 1``,
-  and so does a head with ``head_attr.ignore = 1`` when heads are used;
+  and so does a head with ``head_attr.ignore = 1`` when heads are used (a head keeps the
+  ignore flag of its person too: an ignored person's head is no positive either);
+- a head annotation carries the head's own attributes (``head_attr``: ``occ``, ``unsure``) in
+  its ``extra``, a body annotation the body's (``extra``: ``occ``); both keep ``box_id``;
 - ``fbox`` often runs outside the image (negative, or past the bottom): clipped by the
   assembler and counted as ``clipped_to_image``;
 - an *ignored* record whose chosen box is empty (w or h <= 0) carries no information and is
@@ -31,6 +34,7 @@ Quirks:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,14 +59,22 @@ def chosen_box(info: SourceInfo) -> str:
     return str(box)
 
 
-def _annotation(gt: OdgtBox, key: str) -> tuple[XYWH | None, str, bool]:
-    """``(box, category, ignore)`` of one gtbox for the chosen box key."""
+def _annotation(gt: OdgtBox, key: str) -> tuple[XYWH | None, str, bool, dict[str, Any]]:
+    """``(box, category, ignore, extra)`` of one gtbox for the chosen box key.
+
+    ``extra`` keeps ``box_id`` and the occlusion attributes of the object the box outlines: the
+    head's (``head_attr``) for ``hbox``, the body's (``extra``) otherwise.
+    """
+    box_id = {"box_id": gt.extra["box_id"]} if "box_id" in gt.extra else {}
     if gt.tag == "mask":
         # Mask regions repeat one box under all three keys; take the chosen one if present.
         box = gt.boxes.get(key) or next(iter(gt.boxes.values()), None)
-        return box, "mask", True
-    ignore = gt.ignore or (key == "hbox" and gt.head_ignore)
-    return gt.boxes.get(key), "head" if key == "hbox" else "person", ignore
+        return box, "mask", True, box_id
+    if key == "hbox":
+        attrs = {k: gt.head_attr[k] for k in ("occ", "unsure") if k in gt.head_attr}
+        return gt.boxes.get(key), "head", gt.ignore or gt.head_ignore, box_id | attrs
+    attrs = {"occ": gt.extra["occ"]} if "occ" in gt.extra else {}
+    return gt.boxes.get(key), "person", gt.ignore, box_id | attrs
 
 
 def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
@@ -85,14 +97,13 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
                 if gt.tag not in ("person", "mask"):
                     policy.fail(gt.location, f"unknown tag {gt.tag!r} (expected person or mask)")
                     continue
-                box, category, ignore = _annotation(gt, key)
+                box, category, ignore, extra = _annotation(gt, key)
                 if box is None:
                     policy.fail(gt.location, f"{gt.tag} has no {key}")
                     continue
                 if ignore and (box[2] <= 0 or box[3] <= 0):
                     asm.counts["dropped_empty_ignored_box"] += 1
                     continue
-                extra = {k: gt.extra[k] for k in ("box_id", "occ") if k in gt.extra}
                 asm.add_box(image, box, category, iscrowd=ignore, location=gt.location,
                             extra=extra)
     if not found:
@@ -122,7 +133,8 @@ def synthesize(root: Path, seed: int) -> SynthSummary:
                 fbox = [x - hw, y - 2, 3 * hw, 7 * hh]
                 vbox = [x - hw, y - 2, 3 * hw, 4 * hh]
                 gts.append(odgt_gtbox("person", fbox, vbox, [x, y, hw, hh], box_id=j,
-                                      ignore=j == 1, head_ignore=j == 2, occ=j % 2))
+                                      ignore=j == 1, head_ignore=j == 2, occ=j % 2,
+                                      head_occ=int(j % 3 == 0)))
             # A poster region (mask), and an ignored person whose head box is empty.
             gts.append(odgt_gtbox("mask", [5, 5, 120, 90], [5, 5, 120, 90], [5, 5, 120, 90],
                                   ignore=True))
