@@ -1,7 +1,11 @@
 """Backbones giving the four levels L2–L5 (strides 4, 8, 16, 32).
 
 ``cnn`` is a small Conv-BN-SiLU network for CPU training; ``swin_t`` wraps torchvision's Swin-T
-(the paper's backbone). Weights are never downloaded: pass a local file or get a random init.
+(the paper's backbone). The other Table IV(c) backbones: ``resnet50`` (torchvision ResNet-50,
+its four stages), ``pvt_v2`` (timm ``pvt_v2_b2``, its four stages) and ``dinov3`` (timm
+``vit_small_patch16_dinov3``: one stride-16 map, resampled to strides 4, 8, 16 and 32 as
+ViTDet's simple feature pyramid does, parameter-free here; the HFE's 1×1 projections follow).
+Weights are never downloaded: pass a local file or get a random init.
 """
 
 from __future__ import annotations
@@ -96,8 +100,107 @@ class SwinBackbone(nn.Module):
         return out
 
 
+def _weights_file(weights: str | None, what: str) -> Path | None:
+    path = Path(weights) if weights is not None else None
+    if path is not None and not path.is_file():
+        raise TinysetError(f"{path}: {what} weights file not found (no downloads)")
+    return path
+
+
+class ResNet50Backbone(nn.Module):
+    """torchvision ResNet-50; L2..L5 are ``layer1``..``layer4`` (256, 512, 1024, 2048 ch).
+
+    Args:
+        weights: local torchvision state dict (e.g. ``resnet50-0676ba61.pth``) or None.
+    """
+
+    channels = (256, 512, 1024, 2048)
+
+    def __init__(self, weights: str | None = None) -> None:
+        super().__init__()
+        from torchvision.models import resnet50
+
+        model = resnet50(weights=None)
+        path = _weights_file(weights, "ResNet-50")
+        if path is not None:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
+        self.stages = nn.ModuleList([model.layer1, model.layer2, model.layer3, model.layer4])
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """``(B, 3, H, W)`` -> ``[L2, L3, L4, L5]``."""
+        x = self.stem(x)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+
+def _timm_model(name: str, weights: str | None, **kwargs: object) -> nn.Module:
+    """A timm model, randomly initialised or from a local weights file (never downloaded)."""
+    from tinyset_builder._imports import require
+
+    require("timm", extra="torch")
+    import timm
+
+    path = _weights_file(weights, name)
+    if path is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)},
+                             **kwargs)
+
+
+class PVTv2Backbone(nn.Module):
+    """timm ``pvt_v2_b2``; L2..L5 are its four stages (64, 128, 320, 512 ch)."""
+
+    channels = (64, 128, 320, 512)
+
+    def __init__(self, weights: str | None = None) -> None:
+        super().__init__()
+        self.body = _timm_model("pvt_v2_b2", weights, features_only=True,
+                                out_indices=(0, 1, 2, 3))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """``(B, 3, H, W)`` -> ``[L2, L3, L4, L5]``."""
+        return list(self.body(x))
+
+
+class DINOv3Backbone(nn.Module):
+    """timm ``vit_small_patch16_dinov3`` (384 ch, stride 16) as a four-level pyramid.
+
+    The last block's map is upsampled ×4 and ×2 (bilinear) for L2, L3, kept for L4 and
+    max-pooled for L5.
+    """
+
+    channels = (384, 384, 384, 384)
+
+    def __init__(self, weights: str | None = None) -> None:
+        super().__init__()
+        self.body = _timm_model("vit_small_patch16_dinov3", weights, dynamic_img_size=True)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """``(B, 3, H, W)`` (multiples of 32) -> ``[L2, L3, L4, L5]``."""
+        import torch.nn.functional as F
+
+        (l4,) = self.body.forward_intermediates(x, indices=1, output_fmt="NCHW",
+                                                intermediates_only=True)
+        return [F.interpolate(l4, scale_factor=4.0, mode="bilinear", align_corners=False),
+                F.interpolate(l4, scale_factor=2.0, mode="bilinear", align_corners=False),
+                l4, F.max_pool2d(l4, 2)]
+
+
 def build_backbone(cfg: DealConfig) -> nn.Module:
-    """The backbone named by ``cfg.backbone``; it has a ``channels`` attribute (L2..L5)."""
-    if cfg.backbone == "swin_t":
-        return SwinBackbone(cfg.backbone_weights)
-    return CNNBackbone(cfg.backbone_channels)
+    """The backbone named by ``cfg.backbone``; it has a ``channels`` attribute (L2..L5).
+
+    With ``cfg.freeze_backbone`` its parameters get no gradient (the paper's frozen DINOv3).
+    """
+    makers = {"swin_t": SwinBackbone, "resnet50": ResNet50Backbone, "pvt_v2": PVTv2Backbone,
+              "dinov3": DINOv3Backbone}
+    if cfg.backbone == "cnn":
+        backbone: nn.Module = CNNBackbone(cfg.backbone_channels)
+    else:
+        backbone = makers[cfg.backbone](cfg.backbone_weights)
+    if cfg.freeze_backbone:
+        backbone.requires_grad_(False)
+    return backbone

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from tinyset_builder.errors import TinysetError
 
-BackboneName = Literal["cnn", "swin_t"]
+BackboneName = Literal["cnn", "swin_t", "resnet50", "pvt_v2", "dinov3"]
+BACKBONES = ("cnn", "swin_t", "resnet50", "pvt_v2", "dinov3")
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,18 @@ class DealConfig:
 
     preset: str = "tiny"                      # name recorded in checkpoints (mismatch = error)
     # --- backbone -------------------------------------------------------------------------
-    backbone: BackboneName = "cnn"            # "cnn" (tiny, trains on CPU) or "swin_t" (paper)
+    backbone: BackboneName = "cnn"            # "cnn" (tiny, trains on CPU), "swin_t" (paper);
+    #                                         Table IV(c): resnet50, pvt_v2, dinov3 (backbone.py)
     backbone_channels: tuple[int, int, int, int] = (16, 32, 64, 128)  # L2..L5 widths of "cnn"
-    backbone_weights: str | None = None       # local .pth for swin_t; None = random init
+    backbone_weights: str | None = None       # local weights file; None = random init
+    freeze_backbone: bool = False             # the paper freezes DINOv3 (Table IV(c) text)
     # --- hybrid feature enhancement (HFE) --------------------------------------------------
     hidden_dim: int = 64                      # width of S3/F4/F5, prompts and decoder (RT-DETR 256)
     num_heads: int = 4                        # attention heads everywhere (RT-DETR 8)
     ffn_dim: int = 128                        # FFN width of every transformer layer (RT-DETR 1024)
     aifi_layers: int = 1                      # self-attention layers on L5 (RT-DETR AIFI: 1)
     csp_blocks: int = 1                       # conv blocks per CSP fusion layer (RT-DETR 3)
+    hfe_block: Literal["conv3x3", "repvgg"] = "conv3x3"  # CSP block; paper/RT-DETR: "repvgg"
     # --- point embedding (PE) and density activation (DGQA) --------------------------------
     roi_output: int = 2                       # RoI-Align output side per scale (8, 16, 32)
     prompt_layers: int = 1                    # self-attention layers among the prompts
@@ -43,11 +47,23 @@ class DealConfig:
     min_queries: int = 10                     # lower bound of the density-allocated query count
     max_queries: int = 100                    # upper bound (and the count when DGQA is off)
     density_sigma: float = 0.6                # Gaussian sigma (in S3 cells) of the density target
+    # DM target and eq. 8. "peak": a peak-1 Gaussian heatmap (CenterNet focal loss) and
+    # N = clamp(ceil(query_factor·ΣDM)); "count" (paper): Gaussians normalised to sum 1 per
+    # object (soft focal loss), so ΣDM estimates the count, and N = clamp(round(ΣDM)).
+    density_mode: Literal["peak", "count"] = "peak"
     # --- RT-DETR decoder ----------------------------------------------------------------------
     decoder_layers: int = 2                   # decoder depth (RT-DETR 6)
     decoder_points: int = 4                   # deformable sampling points per level and head
     num_levels: int = 3                       # strides 8, 16, 32
     anchor_cells: float = 1.5                 # initial anchor side in cells of its level
+    # "cells": anchor side = anchor_cells cells of its level; "rtdetr": 0.05·2^level of the
+    # input side (RT-DETR's grid_size, i.e. 51/102/205 px at 1024²).
+    anchor_mode: Literal["cells", "rtdetr"] = "cells"
+    # Decoder path (paper: "the standard RT-DETR decoder without architectural modification").
+    score_head: Literal["prototype", "linear"] = "prototype"  # paper: "linear" (class head)
+    density_selection: bool = True            # top-N by score × DM (paper: False, score only)
+    density_levels: Literal["all", "s3"] = "all"  # DM scales S3, F4, F5; paper eq. 9: S3 only
+    num_denoising: int = 0                    # RT-DETR contrastive denoising groups' queries
     # --- losses (RT-DETR weights) ------------------------------------------------------------
     w_vfl: float = 1.0                        # varifocal classification loss
     w_l1: float = 5.0                         # L1 box loss (normalised cxcywh)
@@ -61,6 +77,10 @@ class DealConfig:
     train_crop: int | None = 256              # square training crop after scaling (None = full)
     # --- PG-CPP training -------------------------------------------------------------------
     pgcpp_cycles: int = 1                     # K: prompts added per cycle (Algorithm 1)
+    # "ours": centre of the worst GT (unmatched first), K drawn from 0..K, first point in the
+    # box's central half; "paper": Center(b*) of the worst matched *prediction*, K cycles,
+    # first point anywhere inside the box.
+    pgcpp_variant: Literal["ours", "paper"] = "ours"
     max_prompts: int = 10                     # training-time cap on points per prompt set
     intra_sets: int = 8                       # intra-class step: prompt sets (categories) per image
     lr: float = 1e-3                          # AdamW learning rate
@@ -73,11 +93,22 @@ class DealConfig:
     use_hfe: bool = True                      # off = plain 1x1 projections of L3, L4, L5
     use_dgqa: bool = True                     # density map, density-allocated queries, S3 ⊙ DM
     use_pgcpp: bool = True                    # off = random prompts without cyclic refinement
+    # P2SOD scoring of a model without a prompt branch: "none" (the paper's Table IV(d), 0.0):
+    # its boxes answer no prompt; "all-prompted": its boxes are labelled with every prompted
+    # category of the image (a category-blind detector's AP under the prompts).
+    unprompted_credit: Literal["none", "all-prompted"] = "none"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in checkpoints
 
     def __post_init__(self) -> None:
-        if self.backbone not in ("cnn", "swin_t"):
-            raise TinysetError(f"DEAL config: unknown backbone {self.backbone!r} (cnn, swin_t)")
+        if self.backbone not in BACKBONES:
+            raise TinysetError(f"DEAL config: unknown backbone {self.backbone!r} "
+                               f"({', '.join(BACKBONES)})")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise TinysetError(f"DEAL config: {name} must be one of {', '.join(allowed)}, "
+                                   f"got {getattr(self, name)!r}")
+        if self.num_denoising < 0:
+            raise TinysetError("DEAL config: num_denoising must be >= 0")
         if self.hidden_dim % self.num_heads:
             raise TinysetError("DEAL config: hidden_dim must be divisible by num_heads")
         if not 0 < self.input_scale <= 4:
@@ -116,11 +147,46 @@ class DealConfig:
     def architecture_key(self) -> dict[str, Any]:
         """The fields that decide the weights' shapes; a checkpoint must agree on all of them."""
         keys = ("backbone", "backbone_channels", "hidden_dim", "num_heads", "ffn_dim",
-                "aifi_layers", "csp_blocks", "roi_output", "prompt_layers", "kernel_dim",
-                "decoder_layers", "decoder_points", "num_levels")
+                "aifi_layers", "csp_blocks", "hfe_block", "roi_output", "prompt_layers",
+                "kernel_dim", "decoder_layers", "decoder_points", "num_levels", "score_head")
         d = self.to_dict()
         return {k: d[k] for k in keys}
 
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "hfe_block": ("conv3x3", "repvgg"), "density_mode": ("peak", "count"),
+    "anchor_mode": ("cells", "rtdetr"), "score_head": ("prototype", "linear"),
+    "density_levels": ("all", "s3"), "pgcpp_variant": ("ours", "paper"),
+    "unprompted_credit": ("none", "all-prompted")}
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One place where ``deal/`` departs from the paper's text: both values of its field(s)."""
+
+    title: str
+    paper: dict[str, Any]
+    ours: dict[str, Any]
+
+
+#: Every departure from section V that is selectable (issue 20); ``ours`` are the defaults.
+#: ``get_config(..., paper_switches=["decoder"])`` applies the paper's values.
+SWITCHES: dict[str, Switch] = {
+    "decoder": Switch("standard RT-DETR decoder path",
+                      paper=dict(score_head="linear", density_selection=False,
+                                 density_levels="s3", num_denoising=100, anchor_mode="rtdetr"),
+                      ours=dict(score_head="prototype", density_selection=True,
+                                density_levels="all", num_denoising=0, anchor_mode="cells")),
+    "eq8": Switch("density map sums to the count, N = round(ΣDM)",
+                  paper=dict(density_mode="count"), ours=dict(density_mode="peak")),
+    "pgcpp": Switch("Algorithm 1: Center(b*) of the worst matched prediction",
+                    paper=dict(pgcpp_variant="paper"), ours=dict(pgcpp_variant="ours")),
+    "hfe": Switch("RepVGG blocks in the CSP fusion (RT-DETR's hybrid encoder)",
+                  paper=dict(hfe_block="repvgg"), ours=dict(hfe_block="conv3x3")),
+    "unprompted": Switch("a model without prompt branch answers no prompt (Table IV(d) 0.0)",
+                         paper=dict(unprompted_credit="none"),
+                         ours=dict(unprompted_credit="all-prompted")),
+}
 
 PRESETS: dict[str, DealConfig] = {
     "tiny": DealConfig(),
@@ -139,17 +205,26 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "pe+hfe": dict(use_pe=True, use_hfe=True, use_dgqa=False, use_pgcpp=False),
     "pe+hfe+dgqa": dict(use_pe=True, use_hfe=True, use_dgqa=True, use_pgcpp=False),
     "full": dict(use_pe=True, use_hfe=True, use_dgqa=True, use_pgcpp=True),
-    # The base detector: the full network without the prompt branch.
-    "no-prompt": dict(use_pe=False, use_hfe=True, use_dgqa=False, use_pgcpp=False),
+    # The base detector: the full network without the prompt branch, its boxes labelled with
+    # every prompted category (the category-blind reference of docs/deal.md "Learning").
+    "no-prompt": dict(use_pe=False, use_hfe=True, use_dgqa=False, use_pgcpp=False,
+                      unprompted_credit="all-prompted"),
 }
 
 
-def get_config(preset: str = "tiny", ablation: str | None = None, **overrides: Any) -> DealConfig:
-    """The preset ``preset`` with an optional Table IV(d) ablation and field overrides."""
+def get_config(preset: str = "tiny", ablation: str | None = None,
+               paper_switches: tuple[str, ...] | list[str] = (), **overrides: Any) -> DealConfig:
+    """The preset ``preset`` with an optional Table IV(d) ablation, the paper's values of the
+    :data:`SWITCHES` named in ``paper_switches`` (``"all"`` = every one), and field overrides."""
     if preset not in PRESETS:
         raise TinysetError(f"unknown DEAL preset {preset!r}; known: {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
     changes: dict[str, Any] = {}
+    names = list(SWITCHES) if "all" in paper_switches else list(paper_switches)
+    for name in names:
+        if name not in SWITCHES:
+            raise TinysetError(f"unknown DEAL switch {name!r}; known: {', '.join(SWITCHES)}")
+        changes.update(SWITCHES[name].paper)
     if ablation is not None:
         if ablation not in ABLATIONS:
             raise TinysetError(f"unknown DEAL ablation {ablation!r}; known: {', '.join(ABLATIONS)}")

@@ -145,10 +145,15 @@ class TrainImages:
         return Sample(out, shifted.astype(np.float32), rec.categories[keep])
 
 
-def point_in_box(box: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
-    """A random point in the central half of an xyxy box (Algorithm 1: "from a GT box")."""
+def point_in_box(box: npt.NDArray[np.float32], rng: np.random.Generator,
+                 spread: float = 0.5) -> npt.NDArray[np.float32]:
+    """A uniform random point in an xyxy box (Algorithm 1: "from a GT box").
+
+    ``spread`` is the fraction of the box's half-extent around the centre the point may take:
+    0.5 = the central half (ours), 1.0 = anywhere in the box (the paper's "interior").
+    """
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    hw, hh = (box[2] - box[0]) / 4, (box[3] - box[1]) / 4
+    hw, hh = spread * (box[2] - box[0]) / 2, spread * (box[3] - box[1]) / 2
     return np.array([cx + rng.uniform(-hw, hw), cy + rng.uniform(-hh, hh)], dtype=np.float32)
 
 
@@ -172,7 +177,8 @@ class PromptSet:
     prompted_idx: list[int]
 
 
-def initial_prompts(sample: Sample, mode: str, rng: np.random.Generator) -> PromptSet:
+def initial_prompts(sample: Sample, mode: str, rng: np.random.Generator,
+                    spread: float = 0.5) -> PromptSet:
     """Initial prompt set of Algorithm 1.
 
     Args:
@@ -181,6 +187,7 @@ def initial_prompts(sample: Sample, mode: str, rng: np.random.Generator) -> Prom
             point on one instance of every category present) or ``"none"`` (no prompt, every GT
             is a target: the base detector).
         rng: random generator.
+        spread: where in the box the point falls (:func:`point_in_box`).
     """
     n = len(sample.boxes)
     if mode == "none" or n == 0:
@@ -191,13 +198,14 @@ def initial_prompts(sample: Sample, mode: str, rng: np.random.Generator) -> Prom
     for c in chosen:
         members = np.flatnonzero(sample.categories == c)
         j = int(rng.choice(members))
-        points.append(point_in_box(sample.boxes[j], rng))
+        points.append(point_in_box(sample.boxes[j], rng, spread))
         prompted.append(j)
     target = np.flatnonzero(np.isin(sample.categories, chosen))
     return PromptSet(np.stack(points).astype(np.float32), target, prompted)
 
 
-def intra_class_sets(sample: Sample, rng: np.random.Generator, max_sets: int) -> list[PromptSet]:
+def intra_class_sets(sample: Sample, rng: np.random.Generator, max_sets: int,
+                     spread: float = 0.5) -> list[PromptSet]:
     """Algorithm 1's intra-class cycle: one prompt set per category present in the image.
 
     Each set starts from one point on one instance of its category and targets that category's
@@ -207,18 +215,23 @@ def intra_class_sets(sample: Sample, rng: np.random.Generator, max_sets: int) ->
     """
     cats = np.unique(sample.categories)
     if len(cats) == 0:
-        return [initial_prompts(sample, "intra", rng)]
+        return [initial_prompts(sample, "intra", rng, spread)]
     chosen = rng.permutation(cats)[:max(max_sets, 1)]
     sets = []
     for c in chosen.tolist():
         members = np.flatnonzero(sample.categories == c)
         j = int(rng.choice(members))
-        sets.append(PromptSet(point_in_box(sample.boxes[j], rng)[None].astype(np.float32),
-                              members, [j]))
+        point = point_in_box(sample.boxes[j], rng, spread)[None].astype(np.float32)
+        sets.append(PromptSet(point, members, [j]))
     return sets
 
 
-def add_prompt(ps: PromptSet, sample: Sample, gt_index: int) -> PromptSet:
-    """``P ∪ {Center(b*)}``: add the centre of GT ``gt_index`` to the prompt set."""
-    pts = np.concatenate([ps.points, box_centre(sample.boxes[gt_index])[None]], 0)
+def add_prompt(ps: PromptSet, sample: Sample, gt_index: int,
+               point: npt.NDArray[np.float32] | None = None) -> PromptSet:
+    """``P ∪ {Center(b*)}``: add ``point`` (default: the centre of GT ``gt_index``) to the set.
+
+    ``gt_index`` is recorded as prompted either way, so it is not chosen again.
+    """
+    p = box_centre(sample.boxes[gt_index]) if point is None else np.asarray(point, np.float32)
+    pts = np.concatenate([ps.points, p.reshape(1, 2)], 0)
     return PromptSet(pts.astype(np.float32), ps.target_idx, [*ps.prompted_idx, gt_index])

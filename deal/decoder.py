@@ -163,13 +163,18 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
 
     def forward(self, tgt: Tensor, ref: Tensor, value: Tensor, shapes: list[tuple[int, int]],
-                query_pos: Tensor, pad: Tensor | None) -> Tensor:
+                query_pos: Tensor, pad: Tensor | None,
+                attn_mask: Tensor | None = None) -> Tensor:
         """``tgt (B, N, D)``, ``ref (B, N, 4)``, projected ``value (B, S, D)``, ``pad (B, N)``.
+
+        ``attn_mask (N, N)`` bool, True = may not attend (denoising groups, see
+        :func:`denoising_queries`).
 
         Returns ``(B, N, D)``.
         """
         q = tgt + query_pos
-        tgt = self.norm1(tgt + self.self_attn(q, q, tgt, key_padding_mask=pad)[0])
+        tgt = self.norm1(tgt + self.self_attn(q, q, tgt, key_padding_mask=pad,
+                                              attn_mask=attn_mask)[0])
         tgt = self.norm2(tgt + self.cross(tgt + query_pos, ref, value, shapes))
         return self.norm3(tgt + self.ffn(tgt))
 
@@ -201,7 +206,7 @@ class Decoder(nn.Module):
 
     def forward(self, tgt: Tensor, ref: Tensor, values: list[Tensor],
                 shapes: list[tuple[int, int]], proto: Tensor | None, pad: Tensor | None,
-                ) -> tuple[Tensor, Tensor]:
+                attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Refine ``ref (B, N, 4)`` layer by layer.
 
         Args:
@@ -211,6 +216,7 @@ class Decoder(nn.Module):
             shapes: ``[(h, w), ...]`` of the memory's levels.
             proto: ``(B, D)`` prompt prototype or None.
             pad: ``(B, N)`` True for padding queries.
+            attn_mask: ``(N, N)`` bool self-attention mask (True = blocked) or None.
 
         Returns:
             ``logits (L, B, N, 1)`` and ``boxes (L, B, N, 4)`` (cxcywh in [0, 1]) per layer.
@@ -218,7 +224,7 @@ class Decoder(nn.Module):
         all_logits, all_boxes = [], []
         for layer, value, box_head, score_head in zip(self.layers, values, self.box_heads,
                                                       self.score_heads, strict=True):
-            tgt = layer(tgt, ref, value, shapes, self.query_pos(ref), pad)
+            tgt = layer(tgt, ref, value, shapes, self.query_pos(ref), pad, attn_mask)
             boxes = torch.sigmoid(box_head(tgt) + inverse_sigmoid(ref))
             all_logits.append(score_head(tgt, proto))
             all_boxes.append(boxes)
@@ -227,28 +233,96 @@ class Decoder(nn.Module):
 
 
 def make_anchors(shapes: list[tuple[int, int]], cells: float, device: torch.device,
-                 eps: float = 0.01) -> tuple[Tensor, Tensor]:
+                 eps: float = 0.01, mode: str = "cells") -> tuple[Tensor, Tensor]:
     """One anchor per location per level, in inverse-sigmoid space.
 
     Args:
         shapes: ``[(h, w), ...]`` per level.
-        cells: anchor side in cells of its level.
+        cells: anchor side in cells of its level (``mode="cells"``).
         device: torch device.
         eps: anchors with any coordinate outside ``(eps, 1 - eps)`` are invalid.
+        mode: ``"cells"``, or ``"rtdetr"``: side ``0.05 · 2^level`` of the input (RT-DETR's
+            ``grid_size``), whatever the level's resolution.
 
     Returns:
         ``anchors (1, S, 4)`` logits of cxcywh and ``valid (1, S)`` bool.
     """
     out = []
-    for h, w in shapes:
+    for lvl, (h, w) in enumerate(shapes):
         gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device),
                                 torch.arange(w, dtype=torch.float32, device=device),
                                 indexing="ij")
         cx = (gx.flatten() + 0.5) / w
         cy = (gy.flatten() + 0.5) / h
-        bw = torch.full_like(cx, min(cells / w, 0.98))
-        bh = torch.full_like(cy, min(cells / h, 0.98))
+        if mode == "rtdetr":
+            bw = torch.full_like(cx, 0.05 * 2.0 ** lvl)
+            bh = torch.full_like(cy, 0.05 * 2.0 ** lvl)
+        else:
+            bw = torch.full_like(cx, min(cells / w, 0.98))
+            bh = torch.full_like(cy, min(cells / h, 0.98))
         out.append(torch.stack([cx, cy, bw, bh], -1))
     anchors = torch.cat(out)[None]                                   # (1, S, 4)
     valid = ((anchors > eps) & (anchors < 1 - eps)).all(-1)
     return inverse_sigmoid(anchors), valid
+
+
+def denoising_queries(targets: list[Tensor], num_denoising: int, num_queries: int,
+                      box_noise: float = 1.0, generator: torch.Generator | None = None,
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """RT-DETR's contrastive denoising groups for one "prompted" class.
+
+    Each group holds a positive and a negative noised copy of every GT box: the corners move by
+    up to ``box_noise · wh/2`` (positives: a fraction in [0, 1) of that, negatives: in [1, 2)), so
+    a positive should be refined back onto its GT and a negative rejected. There are
+    ``max(1, num_denoising // max_gt)`` groups.
+
+    Args:
+        targets: per image, ``(G_i, 4)`` normalised cxcywh GT.
+        num_denoising: RT-DETR's ``num_denoising`` (100).
+        num_queries: the matching queries that follow the denoising ones.
+        box_noise: RT-DETR's ``box_noise_scale``.
+        generator: random generator (default: torch's global one).
+
+    Returns:
+        None without GT, else ``ref (B, M, 4)`` noised boxes (cxcywh in [0, 1]), ``gt (B, M)``
+        the GT index each query copies (-1 = padding), ``positive (B, M)`` bool and
+        ``attn_mask (M + num_queries, M + num_queries)`` bool (True = blocked): matching
+        queries do not see denoising ones, groups do not see each other.
+    """
+    from torchvision.ops import box_convert
+
+    max_gt = max((len(t) for t in targets), default=0)
+    if max_gt == 0 or num_denoising <= 0:
+        return None
+    groups = max(1, num_denoising // max_gt)
+    b = len(targets)
+    device = targets[0].device
+    per_group = 2 * max_gt
+    m = groups * per_group
+    gt = torch.full((b, m), -1, dtype=torch.long, device=device)
+    positive = torch.zeros(b, m, dtype=torch.bool, device=device)
+    boxes = torch.zeros(b, m, 4, device=device)
+    for i, t in enumerate(targets):
+        g = len(t)
+        for k in range(groups):
+            base = k * per_group
+            gt[i, base:base + g] = torch.arange(g, device=device)
+            gt[i, base + max_gt:base + max_gt + g] = torch.arange(g, device=device)
+            positive[i, base:base + g] = True
+            boxes[i, base:base + g] = t
+            boxes[i, base + max_gt:base + max_gt + g] = t
+    xyxy = box_convert(boxes, "cxcywh", "xyxy")
+    half = torch.cat([boxes[..., 2:], boxes[..., 2:]], -1) / 2 * box_noise
+    sign = torch.randint(0, 2, boxes.shape, generator=generator, device=device) * 2.0 - 1.0
+    part = torch.rand(boxes.shape, generator=generator, device=device)
+    part = part + (~positive).float()[..., None]          # negatives move by [1, 2) half-sizes
+    xyxy = (xyxy + sign * part * half).clamp(0.0, 1.0)
+    ref = box_convert(xyxy, "xyxy", "cxcywh").clamp(1e-4, 1 - 1e-4)
+    n = m + num_queries
+    mask = torch.zeros(n, n, dtype=torch.bool, device=device)
+    mask[m:, :m] = True                                   # matching queries never see the GT
+    for k in range(groups):
+        lo, hi = k * per_group, (k + 1) * per_group
+        mask[lo:hi, :lo] = True
+        mask[lo:hi, hi:m] = True
+    return ref, gt, positive, mask

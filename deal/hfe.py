@@ -38,20 +38,57 @@ def point_pos(xy: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
     return torch.cat([ox.sin(), ox.cos(), oy.sin(), oy.cos()], dim=-1)
 
 
+class RepVGGBlock(nn.Module):
+    """RepVGG block (Ding et al. 2021) as in RT-DETR's CSPRepLayer: ``SiLU(BN(3×3) + BN(1×1))``.
+
+    Training uses the two branches; :meth:`fused` folds them (and the BatchNorms, in eval mode)
+    into the single 3×3 convolution RepVGG deploys, which gives the same output.
+    """
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv3 = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        self.conv1 = nn.Sequential(nn.Conv2d(c, c, 1, 1, 0, bias=False), nn.BatchNorm2d(c))
+        self.act = nn.SiLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W) -> (B, C, H, W)``."""
+        return self.act(self.conv3(x) + self.conv1(x))
+
+    @staticmethod
+    def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+        std = (bn.running_var + bn.eps).sqrt()
+        w = conv.weight * (bn.weight / std)[:, None, None, None]
+        return w, bn.bias - bn.running_mean * bn.weight / std
+
+    @torch.no_grad()
+    def fused(self) -> nn.Sequential:
+        """The equivalent ``3×3 conv (with bias) + SiLU`` of this block in eval mode."""
+        w3, b3 = self._fold(self.conv3[0], self.conv3[1])
+        w1, b1 = self._fold(self.conv1[0], self.conv1[1])
+        conv = nn.Conv2d(w3.shape[1], w3.shape[0], 3, 1, 1)
+        conv.weight.copy_(w3 + F.pad(w1, (1, 1, 1, 1)))  # the 1×1 kernel is the 3×3's centre
+        conv.bias.copy_(b3 + b1)
+        return nn.Sequential(conv, nn.SiLU())
+
+
 class CSPBlock(nn.Module):
-    """CSP fusion layer: two 1×1 branches, ``n`` 3×3 blocks on one, summed, 1×1 out.
+    """CSP fusion layer: two 1×1 branches, ``n`` blocks on one, summed, 1×1 out.
 
     Args:
         c_in: input channels (usually 2·hidden after a concatenation).
         c_out: output channels.
-        n: number of 3×3 ConvNormAct blocks (RT-DETR uses 3 RepVGG blocks).
+        n: number of blocks (RT-DETR uses 3 RepVGG blocks).
+        block: ``"conv3x3"`` (ConvNormAct 3×3) or ``"repvgg"`` (:class:`RepVGGBlock`).
     """
 
-    def __init__(self, c_in: int, c_out: int, n: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, n: int = 1, block: str = "conv3x3") -> None:
         super().__init__()
         self.a = ConvNormAct(c_in, c_out, 1)
         self.b = ConvNormAct(c_in, c_out, 1)
-        self.blocks = nn.Sequential(*[ConvNormAct(c_out, c_out, 3) for _ in range(n)])
+        make = (lambda: RepVGGBlock(c_out)) if block == "repvgg" else (
+            lambda: ConvNormAct(c_out, c_out, 3))
+        self.blocks = nn.Sequential(*[make() for _ in range(n)])
         self.out = ConvNormAct(c_out, c_out, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -89,7 +126,8 @@ class HybridFeatureEnhancement(nn.Module):
     """
 
     def __init__(self, in_channels: tuple[int, ...], hidden: int, heads: int, ffn: int,
-                 aifi_layers: int, csp_blocks: int, enabled: bool = True) -> None:
+                 aifi_layers: int, csp_blocks: int, enabled: bool = True,
+                 block: str = "conv3x3") -> None:
         super().__init__()
         self.enabled = enabled
         # Input projection of every level (RT-DETR: 1×1 conv + BN).
@@ -99,15 +137,16 @@ class HybridFeatureEnhancement(nn.Module):
             return
         self.aifi = AIFI(hidden, heads, ffn, aifi_layers)
         self.lateral5 = ConvNormAct(hidden, hidden, 1)
-        self.td4 = CSPBlock(2 * hidden, hidden, csp_blocks)
+        self.td4 = CSPBlock(2 * hidden, hidden, csp_blocks, block)
         self.lateral4 = ConvNormAct(hidden, hidden, 1)
-        self.td3 = CSPBlock(2 * hidden, hidden, csp_blocks)
+        self.td3 = CSPBlock(2 * hidden, hidden, csp_blocks, block)
         self.down2 = ConvNormAct(hidden, hidden, 3, 2)
-        self.bu3 = CSPBlock(2 * hidden, hidden, csp_blocks)   # S3 = CSP(top-down, L2 upward)
+        # S3 = CSP(top-down, L2 upward)
+        self.bu3 = CSPBlock(2 * hidden, hidden, csp_blocks, block)
         self.down3 = ConvNormAct(hidden, hidden, 3, 2)
-        self.bu4 = CSPBlock(2 * hidden, hidden, csp_blocks)
+        self.bu4 = CSPBlock(2 * hidden, hidden, csp_blocks, block)
         self.down4 = ConvNormAct(hidden, hidden, 3, 2)
-        self.bu5 = CSPBlock(2 * hidden, hidden, csp_blocks)
+        self.bu5 = CSPBlock(2 * hidden, hidden, csp_blocks, block)
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         """``[L2 (B,C2,H/4,W/4), L3, L4, L5]`` -> ``[S3 (B,D,H/8,W/8), F4 (H/16), F5 (H/32)]``."""
@@ -137,4 +176,5 @@ def _fit(x: Tensor, ref: Tensor) -> Tensor:
     return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
 
-__all__ = ["AIFI", "CSPBlock", "HybridFeatureEnhancement", "point_pos", "sine_pos_2d"]
+__all__ = ["AIFI", "CSPBlock", "HybridFeatureEnhancement", "RepVGGBlock", "point_pos",
+           "sine_pos_2d"]

@@ -72,17 +72,20 @@ def varifocal_loss(logits: Tensor, target_score: Tensor, alpha: float = 0.75,
 
 
 def density_target(targets: list[Target], shape: tuple[int, int], sigma: float,
-                   device: torch.device) -> Tensor:
-    """Density ground truth: a Gaussian peak (value 1) at every prompted GT centre.
+                   device: torch.device, mode: str = "peak") -> Tensor:
+    """Density ground truth at every prompted GT centre.
 
     Args:
         targets: per image, normalised cxcywh boxes.
         shape: ``(h, w)`` of S3.
         sigma: Gaussian sigma in cells (grown with the box size, at least ``sigma``).
         device: torch device.
+        mode: ``"peak"``: a Gaussian of peak value 1 per object (maximum where they overlap);
+            ``"count"``: a Gaussian normalised to sum 1 over the map per object (summed where
+            they overlap), so the map integrates to the object count (eq. 8).
 
     Returns:
-        ``(B, 1, h, w)`` in [0, 1].
+        ``(B, 1, h, w)``; in [0, 1] for ``"peak"``.
     """
     h, w = shape
     out = torch.zeros(len(targets), 1, h, w, device=device)
@@ -97,8 +100,25 @@ def density_target(targets: list[Target], shape: tuple[int, int], sigma: float,
         s = torch.maximum(torch.full_like(cx, sigma), 0.25 * (b[:, 2] * w + b[:, 3] * h) / 2)
         g = torch.exp(-((gx[None] - cx[:, None, None]) ** 2 + (gy[None] - cy[:, None, None]) ** 2)
                       / (2 * s[:, None, None] ** 2))              # (G, h, w)
-        out[i, 0] = g.amax(0)
+        if mode == "count":
+            # Each object's Gaussian sums to 1 over the map (cut by the border: renormalised).
+            out[i, 0] = (g / g.flatten(1).sum(1).clamp(min=1e-12)[:, None, None]).sum(0)
+        else:
+            out[i, 0] = g.amax(0)
     return out
+
+
+def density_soft_focal_loss(logits: Tensor, target: Tensor, beta: float = 2.0) -> Tensor:
+    """Focal loss with soft targets (quality focal loss, Li et al. 2020) for a count density.
+
+    ``BCE(σ(x), y) · |y − σ(x)|^β`` summed, divided by the object count (the target's sum, at
+    least 1): a focal form, as eq. 10 asks, for targets that are not 0/1 peaks.
+    """
+    y = target.clamp(max=1.0)  # overlapping objects can sum above 1; a sigmoid cannot
+    p = logits.sigmoid()
+    loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    loss = loss * (y - p).abs().pow(beta)
+    return loss.sum() / target.sum().clamp(min=1.0)
 
 
 def density_focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.0,
@@ -139,6 +159,32 @@ def _set_loss(logits: Tensor, boxes: Tensor, mask: Tensor, targets: list[Target]
     return cfg.w_vfl * torch.stack(cls_terms).sum() / num_gt, reg / num_gt
 
 
+def _denoising_loss(dn: tuple[Tensor, Tensor, Tensor, Tensor], targets: list[Target],
+                    cfg: DealConfig, num_gt: float) -> tuple[Tensor, Tensor]:
+    """RT-DETR's denoising loss: positives regress to their GT (known assignment, no matching)
+    with an IoU varifocal target, negatives are background; per layer, divided by
+    ``num_gt · groups``."""
+    logits, boxes, gt, positive = dn
+    max_gt = max(len(t.boxes) for t in targets)
+    norm = num_gt * (gt.shape[1] // (2 * max_gt))  # num_gt · groups
+    cls, reg = logits.new_zeros(()), logits.new_zeros(())
+    for lg, bx in zip(logits, boxes, strict=True):
+        for i, t in enumerate(targets):
+            valid = gt[i] >= 0
+            if not valid.any():
+                continue
+            pos = positive[i] & valid
+            score = torch.zeros(int(valid.sum()), device=lg.device)
+            pb, gb = bx[i][pos], t.boxes.to(bx.device)[gt[i][pos]]
+            iou = box_iou(xyxy(pb.detach()), xyxy(gb)).diagonal().clamp(min=0.01)
+            score[pos[valid]] = iou
+            cls = cls + varifocal_loss(lg[i][valid][:, 0], score)
+            reg = reg + (cfg.w_l1 * F.l1_loss(pb, gb, reduction="sum")
+                         + cfg.w_giou * (1 - generalized_box_iou(xyxy(pb), xyxy(gb)).diagonal()
+                                         ).sum())
+    return cfg.w_vfl * cls / norm, reg / norm
+
+
 def deal_loss(out: DealOutput, targets: list[Target], cfg: DealConfig) -> dict[str, Tensor]:
     """All losses of a batch.
 
@@ -155,11 +201,15 @@ def deal_loss(out: DealOutput, targets: list[Target], cfg: DealConfig) -> dict[s
     for lg, bx in zip(out.logits, out.boxes, strict=True):
         c, r = _set_loss(lg, bx, out.query_mask, targets, cfg, num_gt)
         cls, reg = cls + c, reg + r
+    if out.dn is not None:
+        c, r = _denoising_loss(out.dn, targets, cfg, num_gt)
+        cls, reg = cls + c, reg + r
     density = cls.new_zeros(())
     if out.density_logits is not None:
         dt = density_target(targets, tuple(out.density_logits.shape[-2:]), cfg.density_sigma,
-                            out.density_logits.device)
-        density = density_focal_loss(out.density_logits, dt)
+                            out.density_logits.device, mode=cfg.density_mode)
+        density = (density_soft_focal_loss(out.density_logits, dt) if cfg.density_mode == "count"
+                   else density_focal_loss(out.density_logits, dt))
     total = cls + reg + cfg.w_density * density
     return {"cls": cls, "reg": reg, "density": density, "total": total}
 
@@ -174,15 +224,29 @@ def match_quality(out: DealOutput, targets: list[Target], cfg: DealConfig,
     Returns:
         Per set, a ``(G,)`` float array (0 for a GT no query was matched to).
     """
+    return [q for q, _ in matched_predictions(out, targets, cfg)]
+
+
+def matched_predictions(out: DealOutput, targets: list[Target], cfg: DealConfig,
+                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per set, ``q (G,)`` as in :func:`match_quality` and the matched predictions' boxes.
+
+    Returns:
+        Per set, ``(q, boxes)``: ``boxes (G, 4)`` normalised cxcywh of the prediction matched to
+        each GT (NaN rows for a GT without one). PG-CPP's paper variant prompts the centre of the
+        worst of these predictions (``Center(b*)`` of eq. 12–13).
+    """
     res = []
     logits, boxes = out.logits[-1], out.boxes[-1]
     for i, t in enumerate(targets):
         q = np.zeros(len(t.boxes), dtype=np.float64)
+        pred = np.full((len(t.boxes), 4), np.nan, dtype=np.float64)
         valid = out.query_mask[i]
         lg, bx = logits[i][valid].detach(), boxes[i][valid].detach()
         qi, gi = hungarian_match(lg, bx, t.boxes, cfg)
         if len(qi):
             iou = box_iou(xyxy(bx[qi]), xyxy(t.boxes[gi].to(bx.device))).diagonal()
             q[gi.numpy()] = (lg[qi, 0].sigmoid() * iou).cpu().numpy()
-        res.append(q)
+            pred[gi.numpy()] = bx[qi].cpu().numpy()
+        res.append((q, pred))
     return res

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from deal.backbone import build_backbone
 from deal.config import DealConfig
-from deal.decoder import MLP, Decoder, ScoreHead, make_anchors
+from deal.decoder import MLP, Decoder, ScoreHead, denoising_queries, make_anchors
 from deal.hfe import HybridFeatureEnhancement
 from deal.prompt import DensityActivation, PointEmbedding, queries_from_density
 from tinyset_builder.errors import TinysetError
@@ -70,6 +70,8 @@ class DealOutput:
         num_queries: ``(B,)`` queries allocated to each set (density integral, eq. 8).
         query_mask: ``(B, N)`` True for the queries an image really has (``< num_queries``).
         input_size: ``(H, W)`` of the padded input.
+        dn: with denoising queries (training only), ``(logits (L, B, M, 1), boxes (L, B, M, 4),
+            gt (B, M), positive (B, M))`` of :func:`deal.decoder.denoising_queries`.
     """
 
     logits: Tensor
@@ -80,6 +82,7 @@ class DealOutput:
     num_queries: Tensor
     query_mask: Tensor
     input_size: tuple[int, int]
+    dn: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
 
 class DEAL(nn.Module):
@@ -95,15 +98,22 @@ class DEAL(nn.Module):
         d = cfg.hidden_dim
         self.backbone = build_backbone(cfg)
         self.hfe = HybridFeatureEnhancement(self.backbone.channels, d, cfg.num_heads, cfg.ffn_dim,
-                                            cfg.aifi_layers, cfg.csp_blocks, cfg.use_hfe)
+                                            cfg.aifi_layers, cfg.csp_blocks, cfg.use_hfe,
+                                            cfg.hfe_block)
         self.point_embed = (PointEmbedding(d, cfg.num_heads, cfg.ffn_dim, cfg.prompt_layers,
                                            cfg.roi_output) if cfg.use_pe else None)
         self.density = DensityActivation(d, cfg.num_heads, cfg.kernel_dim) if cfg.use_dgqa else None
         self.enc_output = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
-        self.enc_score = ScoreHead(d, prompted=cfg.use_pe)
+        # With score_head="linear" (the paper's unmodified RT-DETR decoder) the prompts reach
+        # the decoder only through Ŝ = S ⊙ DM and the query count.
+        compare = cfg.use_pe and cfg.score_head == "prototype"
+        self.enc_score = ScoreHead(d, prompted=compare)
         self.enc_bbox = MLP(d, d, 4, 3)
         self.decoder = Decoder(d, cfg.num_heads, cfg.ffn_dim, cfg.decoder_layers,
-                               cfg.num_levels, cfg.decoder_points, prompted=cfg.use_pe)
+                               cfg.num_levels, cfg.decoder_points, prompted=compare)
+        # RT-DETR's contrastive denoising: the content of a denoising query is this embedding
+        # (one "prompted" class) and its reference is a noised GT box.
+        self.dn_embed = nn.Embedding(1, d) if cfg.num_denoising > 0 else None
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
 
@@ -143,7 +153,8 @@ class DEAL(nn.Module):
         """
         memory = torch.cat([lvl.flatten(2).transpose(1, 2) for lvl in levels], 1)  # (B, S, D)
         shapes = [(int(lvl.shape[-2]), int(lvl.shape[-1])) for lvl in levels]
-        anchors, valid = make_anchors(shapes, self.cfg.anchor_cells, memory.device)
+        anchors, valid = make_anchors(shapes, self.cfg.anchor_cells, memory.device,
+                                      mode=self.cfg.anchor_mode)
         cache: dict[str, Any] = {
             "shapes": shapes, "anchors": anchors, "valid": valid,
             "enc": F.linear(memory, self.enc_output[0].weight),              # (B, S, D), no bias
@@ -156,7 +167,7 @@ class DEAL(nn.Module):
 
     def decode(self, feats: Features, point_coords: Tensor | None = None,
                point_labels: Tensor | None = None, min_queries: Tensor | None = None,
-               ) -> DealOutput:
+               dn_targets: list[Tensor] | None = None) -> DealOutput:
         """Prompt branch, query selection and decoder for one prompt set per image.
 
         Args:
@@ -165,6 +176,8 @@ class DEAL(nn.Module):
             point_labels: ``(B, K)`` 1 foreground, 0 background, -1 padding.
             min_queries: ``(B,)`` optional lower bound on the query count (training uses the GT
                 count so that every object can be matched while DM is still untrained).
+            dn_targets: per set, the ``(G, 4)`` normalised cxcywh GT; with ``num_denoising > 0``
+                in training mode, RT-DETR's denoising queries are built from them.
 
         Returns:
             :class:`DealOutput`.
@@ -187,13 +200,18 @@ class DEAL(nn.Module):
             if self.density is not None:
                 _, density_logits = self.density(levels[0], pe, cache["kv"])  # (B, 1, h, w)
                 dm = density_logits.sigmoid()
-                # Ŝ3 = S3 ⊙ DM; the coarser levels use the max-pooled density.
+                # Ŝ3 = S3 ⊙ DM; "all": the coarser levels use the max-pooled density too.
                 dm_tokens = torch.cat([F.adaptive_max_pool2d(dm, s).flatten(1) for s in shapes],
                                       1)                              # (B, S)
-                scale = scale * dm_tokens
+                if cfg.density_levels == "all":
+                    scale = scale * dm_tokens
+                else:  # eq. 9 as printed: only S3 is modulated
+                    n3 = shapes[0][0] * shapes[0][1]
+                    scale = torch.cat([scale[:, :n3] * dm_tokens[:, :n3], scale[:, n3:]], 1)
         if density_logits is not None:
             counts = queries_from_density(density_logits.sigmoid(), cfg.query_factor,
-                                          cfg.min_queries, cfg.max_queries)
+                                          cfg.min_queries, cfg.max_queries,
+                                          mode=cfg.density_mode)
         else:
             counts = torch.full((b,), cfg.max_queries, dtype=torch.long, device=device)
         if min_queries is not None:
@@ -205,7 +223,7 @@ class DEAL(nn.Module):
         out_mem = self.enc_output[1](s * cache["enc"] + self.enc_output[0].bias)  # (B, S, D)
         enc_logits = self.enc_score(out_mem, proto)                   # (B, S, 1)
         select = enc_logits[..., 0].sigmoid()
-        if density_logits is not None:
+        if density_logits is not None and cfg.density_selection:
             # Density-guided selection: a location's score is weighted by its density.
             select = select * dm_tokens
         select = select.masked_fill(~valid, -1.0)
@@ -220,12 +238,25 @@ class DEAL(nn.Module):
         query_mask = torch.arange(n, device=device)[None] < counts[:, None]  # (B, N)
         values = [s * v + layer.cross.value_proj.bias
                   for v, layer in zip(cache["values"], self.decoder.layers, strict=True)]
-        logits, boxes = self.decoder(tgt, enc_topk_boxes.detach(), values, shapes, proto,
-                                     ~query_mask)
+        ref, pad, attn_mask = enc_topk_boxes.detach(), ~query_mask, None
+        dn = (denoising_queries([t.to(device) for t in dn_targets], cfg.num_denoising, n)
+              if self.dn_embed is not None and self.training and dn_targets is not None
+              else None)
+        if dn is not None:
+            dn_ref, dn_gt, dn_pos, attn_mask = dn
+            m = dn_ref.shape[1]
+            tgt = torch.cat([self.dn_embed.weight.expand(b, m, -1), tgt], 1)
+            ref = torch.cat([dn_ref, ref], 1)
+            pad = torch.cat([pad.new_zeros(b, m), pad], 1)
+        logits, boxes = self.decoder(tgt, ref, values, shapes, proto, pad, attn_mask)
+        dn_out = None
+        if dn is not None:
+            dn_out = (logits[:, :, :m], boxes[:, :, :m], dn_gt, dn_pos)
+            logits, boxes = logits[:, :, m:], boxes[:, :, m:]
         return DealOutput(logits=logits, boxes=boxes, enc_logits=enc_topk_logits,
                           enc_boxes=enc_topk_boxes, density_logits=density_logits,
                           num_queries=counts, query_mask=query_mask,
-                          input_size=feats.input_size)
+                          input_size=feats.input_size, dn=dn_out)
 
     def forward(self, images: Tensor, point_coords: Tensor | None = None,
                 point_labels: Tensor | None = None, min_queries: Tensor | None = None,

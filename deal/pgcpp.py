@@ -2,9 +2,14 @@
 
 Each training step encodes the batch once, then runs ``k`` no-grad cycles of prompt branch +
 decoder on the cached features: after each cycle, the GT instance whose matched prediction has
-the lowest quality ``q = score · IoU`` gets its centre added to the prompt set. The loss is then
-computed on the final prompt set. Intra-class cycles (one category) and inter-class cycles (one
-point per category, all categories are targets) alternate from step to step.
+the lowest quality ``q = score · IoU`` is prompted next. The loss is then computed on the final
+prompt set. Intra-class cycles (one category) and inter-class cycles (one point per category,
+all categories are targets) alternate from step to step.
+
+``cfg.pgcpp_variant`` chooses the point: ``"ours"`` adds the centre of that *GT box* (a GT no
+query was matched to has ``q = 0`` and comes first); ``"paper"`` adds ``Center(b*)``, the centre
+of the worst matched *prediction* (eq. 12–13 as printed), among predictions matched to a GT not
+yet prompted.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from torch import Tensor
 
 from deal.config import DealConfig
 from deal.data import PromptSet, Sample, add_prompt, point_in_box
-from deal.losses import Target, match_quality
+from deal.losses import Target, matched_predictions
 from deal.model import DEAL, Features
 
 
@@ -45,14 +50,24 @@ def targets_of(samples: list[Sample], sets: list[PromptSet], size: tuple[int, in
     return out
 
 
-def worst_matched(quality: np.ndarray, target_idx: np.ndarray, prompted: list[int]) -> int | None:
-    """GT index (into the sample) with the lowest ``q`` among targets not yet prompted."""
+def worst_matched(quality: np.ndarray, target_idx: np.ndarray, prompted: list[int],
+                  matched: np.ndarray | None = None) -> int | None:
+    """GT index (into the sample) with the lowest ``q`` among targets not yet prompted.
+
+    ``matched`` (``(G,)`` bool) restricts the choice to GTs that have a matched prediction.
+    """
     order = np.argsort(quality, kind="stable")
     for j in order:
         g = int(target_idx[j])
-        if g not in prompted:
+        if g not in prompted and (matched is None or matched[j]):
             return g
     return None
+
+
+def prediction_centre(box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``Center(b*)`` of a normalised cxcywh prediction, in input pixels inside the input."""
+    h, w = size
+    return np.array([np.clip(box[0] * w, 0, w), np.clip(box[1] * h, 0, h)], dtype=np.float32)
 
 
 @torch.no_grad()
@@ -80,14 +95,24 @@ def cycle_prompts(model: DEAL, feats: Features, samples: list[Sample], sets: lis
         if guided:
             coords, labels = batch_prompts(sets, device)
             out = model.decode(feats, coords, labels)
-            quality = match_quality(out, targets_of(samples, sets, feats.input_size), cfg)
+            matched = matched_predictions(out, targets_of(samples, sets, feats.input_size), cfg)
         new_sets = []
         for i, (s, ps) in enumerate(zip(samples, sets, strict=True)):
             if len(ps.points) >= cfg.max_prompts or len(ps.points) == 0:
                 new_sets.append(ps)
                 continue
-            if guided:
-                g = worst_matched(quality[i], ps.target_idx, ps.prompted_idx)
+            if guided and cfg.pgcpp_variant == "paper":
+                q, pred = matched[i]
+                has_pred = ~np.isnan(pred[:, 0])
+                g = worst_matched(q, ps.target_idx, ps.prompted_idx, matched=has_pred)
+                if g is None:
+                    new_sets.append(ps)
+                    continue
+                j = int(np.flatnonzero(ps.target_idx == g)[0])
+                new_sets.append(add_prompt(ps, s, g, prediction_centre(pred[j],
+                                                                       feats.input_size)))
+            elif guided:
+                g = worst_matched(matched[i][0], ps.target_idx, ps.prompted_idx)
                 new_sets.append(ps if g is None else add_prompt(ps, s, g))
             else:
                 free = [int(j) for j in ps.target_idx if int(j) not in ps.prompted_idx]

@@ -186,8 +186,11 @@ def predict_prompt_file(predictor: DealPredictor, images: dict[int, Path],
     """COCO detections for every entry of a P2SOD prompt file (docs/prompts.md).
 
     Each image is encoded once; all its prompt sets are answered from the cached features in one
-    batched decode. Detections carry the entry's ``category_id``. A base detector (no prompt
-    branch) predicts once per image and its boxes are labelled with every prompted category.
+    batched decode. Detections carry the entry's ``category_id``. A model without a prompt
+    branch follows ``cfg.unprompted_credit``: ``"none"`` (the paper's Table IV(d) reading) — it
+    cannot be told what to find, so it answers no prompt set (AP 0 by construction);
+    ``"all-prompted"`` — it predicts once per image and its boxes are labelled with every
+    prompted category of the image (a category-blind detector scored under the prompts).
 
     Args:
         predictor: the predictor.
@@ -198,6 +201,9 @@ def predict_prompt_file(predictor: DealPredictor, images: dict[int, Path],
     from tinyset_builder.imageio import read_image
     from tinyset_builder.progress import track
 
+    model = predictor.model
+    if not model.prompted and model.cfg.unprompted_credit == "none":
+        return []
     by_image: dict[int, list[dict]] = {}
     for e in prompts:
         by_image.setdefault(int(e["image_id"]), []).append(e)

@@ -181,17 +181,22 @@ class DensityActivation(nn.Module):
         return c3, self.head(c3)
 
 
-def queries_from_density(density: Tensor, factor: float, min_q: int, max_q: int) -> Tensor:
+def queries_from_density(density: Tensor, factor: float, min_q: int, max_q: int,
+                         mode: str = "peak") -> Tensor:
     """Number of decoder queries per image from the density integral (eq. 8).
 
     Args:
         density: ``(B, 1, h, w)`` density map in [0, 1] (sigmoid of DM).
-        factor: queries per unit of integral (a margin >1 keeps recall when DM under-counts).
+        factor: queries per unit of integral (``mode="peak"``: a margin >1 keeps recall when a
+            peak-1 heatmap under-counts).
         min_q: lower bound.
         max_q: upper bound.
+        mode: ``"peak"``: ``clamp(ceil(factor · Σ DM), min_q, max_q)``; ``"count"`` (eq. 8 as
+            printed, DM trained to sum to the object count): ``clamp(round(Σ DM), min_q, max_q)``.
 
     Returns:
-        ``(B,)`` int64 counts ``clamp(ceil(factor · Σ DM), min_q, max_q)``.
+        ``(B,)`` int64 counts.
     """
     total = density.flatten(1).sum(1)
-    return torch.ceil(total * factor).clamp(min_q, max_q).long()
+    n = torch.round(total) if mode == "count" else torch.ceil(total * factor)
+    return n.clamp(min_q, max_q).long()

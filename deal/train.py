@@ -203,24 +203,27 @@ def _step(model: DEAL, optimizer: torch.optim.Optimizer, data: TrainImages, cfg:
     images = images.permute(0, 3, 1, 2).float() / 255.0            # (B, 3, H, W)
     mode = "none" if not cfg.use_pe else ("intra" if step % 2 == 0 else "inter")
     feats = model.encode(images)
+    paper = cfg.pgcpp_variant == "paper"
+    spread = 1.0 if paper else 0.5  # paper: "sampled from the interior of a GT box"
     if mode == "intra":
         # One prompt set per category of each image, all decoded from the same encoding.
-        per_image = [intra_class_sets(s, rng, cfg.intra_sets) for s in samples]
+        per_image = [intra_class_sets(s, rng, cfg.intra_sets, spread) for s in samples]
         index = [i for i, image_sets in enumerate(per_image) for _ in image_sets]
         sets = [ps for image_sets in per_image for ps in image_sets]
         samples = [samples[i] for i in index]
         feats = feats.select(index)
     else:
-        sets = [initial_prompts(s, mode, rng) for s in samples]
+        sets = [initial_prompts(s, mode, rng, spread) for s in samples]
     if cfg.use_pe and cfg.pgcpp_cycles > 0:
-        # Draw this step's number of cycles in 0..K so the loss also sees sparse prompt sets.
-        k = int(rng.integers(0, cfg.pgcpp_cycles + 1))
+        # Ours: draw this step's number of cycles in 0..K so the loss also sees sparse prompt
+        # sets; the paper runs K cycles every time.
+        k = cfg.pgcpp_cycles if paper else int(rng.integers(0, cfg.pgcpp_cycles + 1))
         sets = cycle_prompts(model, feats, samples, sets, k, cfg, rng, guided=cfg.use_pgcpp)
     targets = targets_of(samples, sets, feats.input_size)
     coords, labels = batch_prompts(sets, images.device)
     n_gt = torch.tensor([len(t.boxes) + cfg.min_queries for t in targets], device=images.device)
     out = model.decode(feats, coords if cfg.use_pe else None, labels if cfg.use_pe else None,
-                       min_queries=n_gt)
+                       min_queries=n_gt, dn_targets=[t.boxes for t in targets])
     losses = deal_loss(out, targets, cfg)
     optimizer.zero_grad(set_to_none=True)
     losses["total"].backward()
