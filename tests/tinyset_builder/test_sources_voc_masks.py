@@ -89,6 +89,22 @@ def _wrapped_and_nested(root: Path) -> None:
     _move_into(root, root / "LS-SSDD-v1.0-OPEN")
 
 
+def _ls_ssdd_release_layout(root: Path, moved: str = "") -> None:
+    """The release's layout: one ``JPEGImages_sub/`` and ``ImageSets/Main/{train,test}.txt``
+    (names one per line, as VOC lists them), wrapped in the release's top folder. ``moved``:
+    a train tile listed under test instead."""
+    lists = root / "ImageSets" / "Main"
+    lists.mkdir(parents=True)
+    for split in ("train", "test"):
+        folder = root / f"JPEGImages_sub_{split}"
+        stems = sorted(p.stem for p in folder.glob("*.jpg") if p.stem != moved)
+        stems = [moved, *stems] if moved and split == "test" else stems
+        (lists / f"{split}.txt").write_text("".join(f"{s}\n" for s in stems))
+        _move_into(folder, root / "JPEGImages_sub")
+        folder.rmdir()
+    _move_into(root, root / "LS-SSDD-v1.0-OPEN")
+
+
 def _sirst_clone_folder(root: Path) -> None:
     _move_into(root, root / "sirst")
 
@@ -117,6 +133,7 @@ def _tyc_flattened(root: Path) -> None:
 @pytest.mark.parametrize(("key", "change"), [
     pytest.param("ls_ssdd", _kaggle_nesting, id="ls_ssdd-kaggle-folders-nested-twice"),
     pytest.param("ls_ssdd", _wrapped_and_nested, id="ls_ssdd-wrapped-in-one-more-folder"),
+    pytest.param("ls_ssdd", _ls_ssdd_release_layout, id="ls_ssdd-release-JPEGImages_sub-ImageSets"),
     pytest.param("sirst", _sirst_clone_folder, id="sirst-clone-in-its-own-folder"),
     pytest.param("sirst-v2", _sirst_clone_folder, id="sirst_v2-clone-in-its-own-folder"),
     pytest.param("pest24", _pest24_flattened_with_imagesets_main,
@@ -154,6 +171,9 @@ def test_ls_ssdd_split_is_the_scene_number_and_empty_tiles_are_kept(make: Make) 
                  "not <scene>_<row>_<col> with scene 01-15", id="scene-16"),
     pytest.param(lambda r: (r / "Annotations_sub" / "10_4_2.xml").unlink(),
                  "no annotation file Annotations_sub/10_4_2.xml", id="tile-without-xml"),
+    pytest.param(lambda r: _ls_ssdd_release_layout(r, moved="10_4_2"),
+                 "test.txt:1: 10_4_2 is listed for test, but scene 10 is train",
+                 id="release-list-disagrees-with-scene"),
 ])
 def test_ls_ssdd_inconsistent_tiles_are_bad_records(make: Make, change: Callable[[Path], None],
                                                     fragment: str) -> None:

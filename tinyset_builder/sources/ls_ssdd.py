@@ -1,17 +1,27 @@
 """LS-SSDD-v1.0 (satellite SAR, ships): Pascal VOC XML per 800x800 sub-image.
 
 Provenance: github ``TianwenZhang0825/LS-SSDD-v1.0-OPEN`` (Google Drive / Baidu); Kaggle mirror
-``petrarodriguez/ls-ssdd-v1-0``. Layout under ``RAW/ls_ssdd/`` (the sub-image version)::
+``petrarodriguez/ls-ssdd-v1-0``. Two layouts of the sub-image version are read under
+``RAW/ls_ssdd/``. The release's own, which public code reads (one image folder, VOC split
+lists)::
+
+    JPEGImages_sub/<scene>_<row>_<col>.jpg           all 9,000 tiles
+    ImageSets/Main/train.txt, test.txt               tile names, scenes 01-10 / 11-15
+    Annotations_sub/<scene>_<row>_<col>.xml          all 9,000 in one folder
+
+and the one with an image folder per split (used when ``JPEGImages_sub/`` is absent)::
 
     JPEGImages_sub_train/<scene>_<row>_<col>.jpg     scenes 01-10 (6,000 tiles)
     JPEGImages_sub_test/<scene>_<row>_<col>.jpg      scenes 11-15 (3,000 tiles)
-    Annotations_sub/<scene>_<row>_<col>.xml          all 9,000 in one folder
+    Annotations_sub/<scene>_<row>_<col>.xml
 
 Coordinates: LabelImg corners, ``w = xmax - xmin``. Single-channel SAR stored as JPEG.
 
 Quirks:
 - the split is the scene number in the name (01-10 train, 11-15 test), the paper's own rule,
-  so it does not depend on which folder a mirror put a tile in;
+  so it does not depend on which folder a mirror put a tile in; the release's split lists,
+  when present, are checked against it (a tile listed under the other split is a bad record
+  at its list line; a tile in no list still gets its scene's split);
 - the Kaggle mirror nests each folder in a folder of the same name (``A/A/``), and a download
   may wrap the whole tree in one folder (``LS-SSDD-v1.0-OPEN/``): both are followed;
 - most tiles are empty sea: an XML without ``<object>`` is a valid negative image, kept;
@@ -36,12 +46,16 @@ from tinyset_builder.sources._voc_masks import (
     find_base,
     find_dir,
     layout_hint,
+    read_split_lists,
 )
 from tinyset_builder.sources.base import SourceAssembler, SourceInfo, SynthSummary
 from tinyset_builder.synth.canvas import save_image, scene
 
 ANNOTATIONS = "Annotations_sub"
 IMAGE_DIRS = {"train": "JPEGImages_sub_train", "test": "JPEGImages_sub_test"}
+#: The release's layout: one image folder and VOC-style split lists.
+RELEASE_IMAGES = "JPEGImages_sub"
+RELEASE_LISTS = ("ImageSets", "Main")
 TILE = re.compile(r"^(\d{2})_(\d+)_(\d+)$")
 LAST_TRAIN_SCENE, LAST_SCENE = 10, 15
 
@@ -57,11 +71,18 @@ def scene_split(stem: str) -> str | None:
 def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
     """Read every tile's XML; the split comes from the scene number."""
     asm = SourceAssembler(info, root, policy)
-    base = find_base(root, ANNOTATIONS, *IMAGE_DIRS.values())
+    base = find_base(root, ANNOTATIONS, RELEASE_IMAGES, *IMAGE_DIRS.values())
     ann_dir = find_dir(base, ANNOTATIONS)
     if not ann_dir.is_dir():
         policy.fatal(str(ann_dir), f"annotation folder not found; {layout_hint(info)}")
-    image_dirs = {split: find_dir(base, d) for split, d in IMAGE_DIRS.items()}
+    release = find_dir(base, RELEASE_IMAGES)
+    if release.is_dir():
+        image_dirs = {"train": release, "test": release}
+        lists = base.joinpath(*RELEASE_LISTS)
+        listed = read_split_lists({s: lists / f"{s}.txt" for s in IMAGE_DIRS}, policy)
+    else:
+        image_dirs = {split: find_dir(base, d) for split, d in IMAGE_DIRS.items()}
+        listed = {}
     annotated = set()
     for xml in sorted(ann_dir.glob("*.xml")):
         split = scene_split(xml.stem)
@@ -69,11 +90,15 @@ def convert(root: Path, info: SourceInfo, policy: ErrorPolicy) -> CocoDataset:
             policy.fail(str(xml), "file name is not <scene>_<row>_<col> with scene 01-15")
             continue
         annotated.add(xml.stem)
+        if xml.stem in listed and listed[xml.stem][0] != split:
+            policy.fail(listed[xml.stem][1], f"{xml.stem} is listed for {listed[xml.stem][0]}, "
+                                             f"but scene {xml.stem[:2]} is {split}")
+            continue
         ann = read_voc_xml(xml, policy)
         if ann is not None:
             image = relative_posix(image_dirs[split] / f"{xml.stem}.jpg", root)
             add_voc_annotation(asm, ann, image, split=split)
-    for folder in image_dirs.values():
+    for folder in sorted(set(image_dirs.values())):
         for image in sorted(folder.glob("*.jpg")):
             if image.stem not in annotated:
                 policy.fail(str(image), f"no annotation file {ANNOTATIONS}/{image.stem}.xml")
