@@ -6,7 +6,9 @@ The rule (paper, section III; conventions of other tilers in ``reference/ecosyst
   (the output is padded); a longer side gives windows ``tile`` long every ``tile - overlap``
   pixels, the last one *snapped* back so it ends exactly at the border (SAHI, DOTA devkit and
   mmrotate all snap; none runs past the image). So an image with both sides ≤ 1024 becomes one
-  padded output, and a 1920×800 image becomes two 1024-wide windows, padded vertically.
+  padded output, and a 1920×800 image becomes three 1024-wide windows starting at x = 0, 824
+  and 896 (the second window ends 72 px short of the border, so a third, snapped one is
+  needed), each padded vertically.
 - **Padding** goes to the right and bottom with a constant value, so output pixel ``(u, v)`` is
   original pixel ``(x0 + u / scale, y0 + v / scale)``: a prediction maps back with the image's
   ``window`` and ``scale`` alone.
@@ -76,7 +78,7 @@ def axis_starts(size: int, tile: int, overlap: int) -> list[int]:
 
     Example:
         >>> axis_starts(1920, 1024, 200)
-        [0, 896]
+        [0, 824, 896]
         >>> axis_starts(3000, 1024, 200)
         [0, 824, 1648, 1976]
         >>> axis_starts(700, 1024, 200)
