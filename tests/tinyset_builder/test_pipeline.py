@@ -152,18 +152,3 @@ def test_executor_arguments() -> None:
         make_executor("dask")
     with pytest.raises(TinysetError):
         LocalExecutor(0)
-
-
-def test_write_file_atomic_mode_and_no_leftovers(tmp_path: Path) -> None:
-    from tinyset_builder.io import FILE_MODE
-    from tinyset_builder.pipeline import write_file_atomic
-
-    target = tmp_path / "tile.jpg"
-    write_file_atomic(target, b"first")
-    write_file_atomic(target, b"second, longer")  # replaces, does not append
-    assert target.read_bytes() == b"second, longer"
-    assert target.stat().st_mode & 0o777 == FILE_MODE
-    with pytest.raises(TypeError):
-        write_file_atomic(target, "not bytes")  # type: ignore[arg-type]
-    assert target.read_bytes() == b"second, longer"  # a failed write leaves the old file
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tile.jpg"]  # no .part left
