@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,45 @@ PROVENANCE_KEYS = ("source", "domain", "split", "original_file", "window", "scal
 _IMAGE_KEYS = ("id", "file_name", "width", "height", *PROVENANCE_KEYS)
 _ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd")
 SPLITS = ("train", "val", "test")
+
+
+class _NoExtra(Mapping[str, Any]):
+    """The empty, immutable ``extra`` shared by every record without extra keys.
+
+    Most records have none, and an empty ``dict`` per record would cost 64 bytes each (plus a
+    pointer): at millions of boxes per source that was a tenth of a converted source's memory.
+    It compares equal to ``{}``, pickles and copies to itself, and cannot be mutated.
+    """
+
+    __slots__ = ()
+    _one: _NoExtra | None = None
+
+    def __new__(cls) -> _NoExtra:
+        if cls._one is None:
+            cls._one = super().__new__(cls)
+        return cls._one
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __reduce__(self) -> tuple[type[_NoExtra], tuple[()]]:
+        return (_NoExtra, ())
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+#: A record's ``extra`` when it has none (records normalise any empty mapping to it).
+NO_EXTRA: Mapping[str, Any] = _NoExtra()
 
 
 class RecordError(TinysetError, ValueError):
@@ -77,11 +116,13 @@ class CocoImage:
     original_file: str | None = None
     window: tuple[int, int, int, int] | None = None
     scale: float | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = NO_EXTRA
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, int) or isinstance(self.id, bool):
             raise RecordError(f"image id must be an int, got {self.id!r}")
+        if not self.extra and self.extra is not NO_EXTRA:
+            object.__setattr__(self, "extra", NO_EXTRA)
         if not self.file_name:
             raise RecordError(f"image {self.id} has an empty file_name")
         for name in ("width", "height"):
@@ -143,9 +184,11 @@ class CocoAnnotation:
     bbox: tuple[float, float, float, float]
     area: float = -1.0
     iscrowd: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = NO_EXTRA
 
     def __post_init__(self) -> None:
+        if not self.extra and self.extra is not NO_EXTRA:
+            object.__setattr__(self, "extra", NO_EXTRA)
         if len(self.bbox) != 4:
             raise RecordError(f"annotation {self.id}: bbox must be [x, y, w, h], got {self.bbox!r}")
         _finite(f"annotation {self.id} bbox", self.bbox)
