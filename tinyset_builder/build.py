@@ -198,6 +198,71 @@ def plan_source(conv: Any, raw: Path, out: Path, options: BuildOptions, *,
     return tasks
 
 
+@dataclass(frozen=True, slots=True)
+class _Labels:
+    """What the merge needs of one image's annotations besides the task's boxes and iscrowd.
+
+    Attributes:
+        category: the source's category id of each annotation.
+        extras: each annotation's scalar attributes as JSON members (:func:`_extra_json`),
+            or None when no annotation of the image has any (most crowded sources).
+    """
+
+    category: np.ndarray
+    extras: tuple[str, ...] | None
+
+    @classmethod
+    def of(cls, anns: Sequence[CocoAnnotation], memo: dict[int, str] | None = None,
+           ) -> _Labels:
+        """The labels of ``anns``; ``memo`` shares the text of attribute dicts that records
+        share (the source assembler shares equal ones), keyed by the dict's ``id``, so it must
+        not outlive the records."""
+        category = np.fromiter([a.category_id for a in anns], dtype=np.int64, count=len(anns))
+        if not any(a.extra for a in anns):
+            return cls(category, None)
+        memo = {} if memo is None else memo
+        extras = []
+        for a in anns:
+            text = memo.get(id(a.extra))
+            if text is None:
+                text = memo[id(a.extra)] = _extra_json(a.extra) if a.extra else ""
+            extras.append(text)
+        return cls(category, tuple(extras))
+
+
+@dataclass(slots=True)
+class SourcePlan:
+    """One source, planned: all the build keeps of it once its converted dataset is released.
+
+    Per annotation that is about 60 bytes (the tasks' box and iscrowd arrays and a category
+    id), against several hundred for the converted records, so a build holds at most one
+    source as records at a time.
+    """
+
+    info: Any
+    skipped: dict[str, int]
+    examples: dict[str, str]
+    counts: dict[str, int]
+    categories: list[tuple[int, str]]
+    tasks: list[TileTask]
+    labels: list[_Labels]
+
+
+def plan_conversion(conv: Any, raw: Path, out: Path, options: BuildOptions) -> SourcePlan:
+    """Plan a converted source (:func:`plan_source`) and keep what the merge needs of it."""
+    ds = conv.dataset
+    by_image = ds.annotations_by_image()
+    tasks = plan_source(conv, raw, out, options, by_image=by_image)
+    memo: dict[int, str] = {}
+    # plan_source's order: images sorted by original file
+    labels = [_Labels.of(by_image[img.id], memo)
+              for img in sorted(ds.images, key=lambda i: i.original_file or i.file_name)]
+    return SourcePlan(info=conv.info, skipped=dict(conv.skipped), examples=dict(conv.examples),
+                      counts=dict(conv.counts),
+                      categories=[(c.id, c.name) for c in ds.categories], tasks=tasks,
+                      labels=labels)
+
+
 # --------------------------------------------------------------------------------------------
 # The build
 
@@ -216,7 +281,7 @@ def build(raw: Path, out: Path, *, sources: str | None = None, workers: int = 1,
         options: output-shaping options (defaults: the paper's).
         stats: also write ``out/stats/`` (Fig. 2).
     """
-    from tinyset_builder.progress import console, track
+    from tinyset_builder.progress import console
     from tinyset_builder.sources import SOURCES, convert_source, parse_source_names
 
     options = options or BuildOptions()
@@ -229,11 +294,14 @@ def build(raw: Path, out: Path, *, sources: str | None = None, workers: int = 1,
         if not names:
             raise TinysetError(f"{raw}: no source folder found (expected some of "
                                f"{', '.join(SOURCES)})")
-    conversions = []
-    for name in track(names, "converting sources"):
-        conversions.append(convert_source(name, raw, on_error=options.on_error))
-    report = build_from_conversions(conversions, raw, out, workers=workers, executor=executor,
-                                    options=options, stats=stats)
+    from tinyset_builder.sources.base import load_info
+
+    names = sorted(names, key=source_order)
+    infos = [load_info(n) for n in names]
+    # Converted lazily, one source at a time, in build order (see run_build).
+    conversions = (convert_source(n, raw, on_error=options.on_error) for n in names)
+    report = run_build(conversions, infos, raw, out, workers=workers, executor=executor,
+                       options=options, stats=stats)
     console.print(summary_table(report.record))
     return report
 
@@ -243,39 +311,62 @@ def build_from_conversions(conversions: Sequence[Any], raw: Path, out: Path, *,
                            options: BuildOptions | None = None, stats: bool = True,
                            ) -> BuildReport:
     """Plan, execute, merge and account for already converted sources."""
+    conversions = sorted(conversions, key=lambda c: source_order(c.info.name))
+    return run_build(iter(conversions), [c.info for c in conversions], raw, out,
+                     workers=workers, executor=executor, options=options, stats=stats)
+
+
+def run_build(conversions: Iterator[Any], infos: Sequence[Any], raw: Path, out: Path, *,
+              workers: int = 1, executor: str = "local", options: BuildOptions | None = None,
+              stats: bool = True) -> BuildReport:
+    """Build source by source: convert → plan → tile → merge → release.
+
+    ``conversions`` yields the sources in build order (SOURCES order), ideally converting each
+    only when asked, and ``infos`` are their manifests (for the category table, which the
+    split files need only at the end). Each source is planned, its converted records are
+    dropped, its images are tiled and its results merged into the split files before the next
+    source is converted, so memory is bounded by the largest source, not by the sum: what
+    stays from a merged source is per-image bookkeeping (output names, pixel hashes,
+    accounting) and 8 bytes per object for the statistics, which are collected while merging.
+    """
     from tinyset_builder.executors import make_executor
     from tinyset_builder.progress import make_progress
+    from tinyset_builder.stats import StatsCollector, write_stats
 
     options = options or BuildOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "build.json").unlink(missing_ok=True)  # an unfinished folder must not look built
-    conversions = sorted(conversions, key=lambda c: source_order(c.info.name))
-    by_image = {c.info.name: c.dataset.annotations_by_image() for c in conversions}
-    plans = {c.info.name: plan_source(c, Path(raw), out, options, by_image=by_image[c.info.name])
-             for c in conversions}
-    tasks = [t for c in conversions for t in plans[c.info.name]]
-    _check_unique_names(tasks)
-
-    todo = [t for t in tasks if load_result(t) is None]
+    collector = StatsCollector() if stats else None
+    merger = _Merger(out, options, global_categories(infos), collector)
     ex = make_executor(executor, workers)
+    stems: dict[str, str] = {}
+    reused = ran = 0
     with make_progress() as progress:
-        bar = progress.add_task("tiling images", total=len(todo))
-        for _ in ex.map_unordered(run_task, todo):
+        bar = progress.add_task("sources", total=len(infos))
+        for conv in conversions:
+            plan = plan_conversion(conv, Path(raw), out, options)
+            del conv  # the converted records go here (when the caller does not keep them)
+            _check_unique_names(plan.tasks, stems)
+            todo = [t for t in plan.tasks if load_result(t) is None]
+            tiles = progress.add_task(f"tiling {plan.info.name}", total=len(todo))
+            for _ in ex.map_unordered(run_task, todo):
+                progress.advance(tiles)
+            merger.add(plan)
+            reused += len(plan.tasks) - len(todo)
+            ran += len(todo)
+            del plan, todo
             progress.advance(bar)
-
-    record = merge(conversions, plans, out, options, by_image=by_image)
+    record = merger.finish()
     sweep(out, record)
-    if stats:
-        from tinyset_builder.stats import write_stats
-
-        write_stats(out)
+    if collector is not None:
+        write_stats(out, collected=collector)
     write_json(out / "build.json", record, indent=1)
-    return BuildReport(record=record, reused_tasks=len(tasks) - len(todo), ran_tasks=len(todo))
+    return BuildReport(record=record, reused_tasks=reused, ran_tasks=ran)
 
 
-def _check_unique_names(tasks: Sequence[TileTask]) -> None:
-    seen: dict[str, str] = {}
+def _check_unique_names(tasks: Sequence[TileTask], seen: dict[str, str]) -> None:
+    """Raise if two images map to one output name; ``seen`` carries the names across sources."""
     for t in tasks:
         if t.stem in seen:
             raise TinysetError(f"{t.key} and {seen[t.stem]} map to the same output name "
@@ -378,11 +469,15 @@ class _RecordText:
     source's scalar attributes and ``}``.
     """
 
-    def __init__(self, anns: Sequence[CocoAnnotation], category_id: Mapping[int, int]) -> None:
+    def __init__(self, labels: _Labels, category_id: Mapping[int, int]) -> None:
         head = {c: f',"category_id":{g},"bbox":[' for c, g in category_id.items()}
-        self.heads = [head[a.category_id] for a in anns]
-        extras = [_extra_json(a.extra) + "}" if a.extra else "}" for a in anns]
-        self.tails = ([',"iscrowd":0' + e for e in extras], [',"iscrowd":1' + e for e in extras])
+        self.heads = [head[c] for c in labels.category.tolist()]
+        if labels.extras is None:  # no attributes: two shared tails
+            n = len(self.heads)
+            self.tails = ([',"iscrowd":0}'] * n, [',"iscrowd":1}'] * n)
+        else:
+            self.tails = ([f',"iscrowd":0{e}}}' for e in labels.extras],
+                          [f',"iscrowd":1{e}}}' for e in labels.extras])
         self.floats = _FloatText()
 
     def records(self, tb: TileBoxes, first_id: int, image_id: int) -> str:
@@ -417,33 +512,33 @@ def _results(tasks: Sequence[TileTask]) -> Iterator[tuple[TileTask, dict[str, An
         yield t, r
 
 
-def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: Path,
-          options: BuildOptions, *,
-          by_image: Mapping[str, Mapping[int, list[CocoAnnotation]]] | None = None,
-          ) -> dict[str, Any]:
-    """Write ``annotations/<split>.json`` and return the ``build.json`` record.
+class _Merger:
+    """Writes ``annotations/<split>.json`` source by source and makes the ``build.json`` record.
 
-    ``by_image`` maps a source to its annotations grouped by image, when the caller has them.
+    Sources must be added in build order: the keep rule of dedupe ("first in build order") is
+    decided on the way, and image and annotation ids follow that order.
     """
-    categories = global_categories(c.info for c in conversions)
-    cat_dicts = [c.to_dict() for c in categories]
-    global_id = {c.name: c.id for c in categories}
 
-    # One pass in build order: the keep rule ("first in build order") is decided on the way.
-    first_seen = FirstSeen()
-    writers = {s: _SplitWriter(out, s) for s in SPLITS}
-    sources: dict[str, Any] = {}
-    referenced: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for conv in conversions:
-        info, ds = conv.info, conv.dataset
+    def __init__(self, out: Path, options: BuildOptions, categories: list[CocoCategory],
+                 stats: Any = None) -> None:
+        self.out, self.options, self.stats = out, options, stats
+        self.cat_dicts = [c.to_dict() for c in categories]
+        self.global_id = {c.name: c.id for c in categories}
+        self.first_seen = FirstSeen()
+        self.writers = {s: _SplitWriter(out, s) for s in SPLITS}
+        self.sources: dict[str, Any] = {}
+        self.referenced: dict[str, list[str]] = {s: [] for s in SPLITS}
+
+    def add(self, plan: SourcePlan) -> None:
+        """Merge one source whose tasks all have results."""
+        info, tile = plan.info, self.options.tiling.tile
         # local category id -> global one
-        category_id = {c.id: global_id[c.name] for c in ds.categories if c.name in global_id}
-        anns_of = by_image[info.name] if by_image else ds.annotations_by_image()
-        images_by_file = {i.original_file or i.file_name: i for i in ds.images}
+        category_id = {c: self.global_id[name] for c, name in plan.categories
+                       if name in self.global_id}
         acc = _Accounting()
         failed: list[dict[str, str]] = []
         dups: list[dict[str, str]] = []
-        for task, res in _results(plans[info.name]):
+        for (task, res), labels in zip(_results(plan.tasks), plan.labels, strict=True):
             acc.images_in += 1
             acc.annotations_in += res["annotations_in"]
             acc.ignore_in += int(task.iscrowd.sum())
@@ -453,7 +548,7 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
                 failed.append({"file": task.original_file, "reason": res["reason"],
                                "message": res["message"]})
                 continue
-            kept = first_seen.check(task.key, res["pixel_hash"])
+            kept = self.first_seen.check(task.key, res["pixel_hash"])
             if kept is not None:
                 acc.duplicates += 1
                 acc.dropped["duplicate_image"] += res["annotations_in"]
@@ -462,48 +557,55 @@ def merge(conversions: Sequence[Any], plans: Mapping[str, list[TileTask]], out: 
             acc.add_outcomes(res)
             if not res["outputs"]:
                 continue
-            text = _RecordText(anns_of[images_by_file[task.original_file].id], category_id)
+            text = _RecordText(labels, category_id)
             boxes, iscrowd = task_boxes(task)
-            w = writers[task.split]
+            w = self.writers[task.split]
             per_output = tile_boxes(task, boxes, iscrowd,
                                     [tuple(o["tile_window"]) for o in res["outputs"]])
             for o, tb in zip(res["outputs"], per_output, strict=True):
                 image_id = w.n_images + 1
                 w.add_image(CocoImage(
-                    id=image_id, file_name=o["file_name"], width=options.tiling.tile,
-                    height=options.tiling.tile, source=info.name, domain=task.domain,
-                    split=task.split, original_file=task.original_file,
-                    window=tuple(o["window"]), scale=task.scale).to_dict())
-                referenced[task.split].append(o["file_name"])
+                    id=image_id, file_name=o["file_name"], width=tile, height=tile,
+                    source=info.name, domain=task.domain, split=task.split,
+                    original_file=task.original_file, window=tuple(o["window"]),
+                    scale=task.scale).to_dict())
+                self.referenced[task.split].append(o["file_name"])
                 acc.out_images[task.split] += 1
                 n = len(tb.index)
                 w.add_annotation_text(text.records(tb, w.n_annotations + 1, image_id), n)
                 acc.out_annotations += n
-        sources[info.name] = {
+                if self.stats is not None:
+                    x0, y0, x1, y1 = tb.xyxy.T
+                    self.stats.add(task.split, [(task.domain, info.name)],
+                                   np.zeros(n, dtype=np.int64), x1 - x0, y1 - y0, tb.iscrowd)
+        self.sources[info.name] = {
             "title": info.title, "domain": info.domain,
             "manifest_sha256": manifest_sha256(info),
             "downscale": float(info.build.get("downscale", 1.0)) if info.build else 1.0,
-            "converter": {"skipped": dict(sorted(conv.skipped.items())),
-                          "examples": dict(sorted(conv.examples.items())),
-                          "counts": dict(sorted(conv.counts.items()))},
+            "converter": {"skipped": dict(sorted(plan.skipped.items())),
+                          "examples": dict(sorted(plan.examples.items())),
+                          "counts": dict(sorted(plan.counts.items()))},
             **acc.to_dict(), "failed_images": failed, "duplicates": dups}
 
-    files = {}
-    for split, w in writers.items():
-        path = out / "annotations" / f"{split}.json"
-        info_d = {"description": "TinySet, rebuilt from its public sources", "tool": TOOL,
-                  "version": __version__, "split": split}
-        if w.n_images == 0:
-            w.discard()
-            path.unlink(missing_ok=True)  # left by an earlier build with other sources
-            continue
-        n_img, n_ann = w.n_images, w.n_annotations
-        files[split] = {"file": f"annotations/{split}.json",
-                        "sha256": w.finish(path, info_d, cat_dicts),
-                        "images": n_img, "annotations": n_ann}
-    return {"tool": TOOL, "version": __version__, "options": options.to_dict(),
-            "categories": len(categories), "annotation_files": files, "sources": sources,
-            "totals": _totals(sources), "_referenced": referenced}
+    def finish(self) -> dict[str, Any]:
+        """Assemble the split files; return the ``build.json`` record."""
+        files = {}
+        for split, w in self.writers.items():
+            path = self.out / "annotations" / f"{split}.json"
+            info_d = {"description": "TinySet, rebuilt from its public sources", "tool": TOOL,
+                      "version": __version__, "split": split}
+            if w.n_images == 0:
+                w.discard()
+                path.unlink(missing_ok=True)  # left by an earlier build with other sources
+                continue
+            n_img, n_ann = w.n_images, w.n_annotations
+            files[split] = {"file": f"annotations/{split}.json",
+                            "sha256": w.finish(path, info_d, self.cat_dicts),
+                            "images": n_img, "annotations": n_ann}
+        return {"tool": TOOL, "version": __version__, "options": self.options.to_dict(),
+                "categories": len(self.cat_dicts), "annotation_files": files,
+                "sources": self.sources, "totals": _totals(self.sources),
+                "_referenced": self.referenced}
 
 
 @dataclass

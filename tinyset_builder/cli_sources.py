@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -81,6 +81,7 @@ def check_cmd(raw: RawOpt, sources: SourcesOpt = None) -> None:
                            for r, n in conv.skipped.items())
         table.add_row(name, status, str(len(conv.dataset.images)),
                       str(len(conv.dataset.annotations)), detail)
+        del conv  # not held while the next source converts
     console.print(table)
     if problems:
         raise typer.Exit(1)
@@ -117,22 +118,28 @@ def convert_cmd(raw: RawOpt,
     for name in track(names, "converting sources"):
         conv = convert_source(name, raw, on_error=on_error)  # type: ignore[arg-type]
         conv.dataset.save(out / f"{name}.json")
-        rows.append(conv)
+        rows.append(conversion_row(conv))
+        del conv  # written: one source in memory at a time (a crowded one has millions of boxes)
     console.print(conversion_table(rows))
 
 
-def conversion_table(conversions: list) -> object:  # type: ignore[type-arg]
+def conversion_row(conv: Any) -> tuple[str, ...]:
+    """One source's row of :func:`conversion_table` (a few strings, not the dataset)."""
+    ds = conv.dataset
+    ignore = sum(a.iscrowd for a in ds.annotations)
+    skipped = ", ".join(f"{r}: {n}" for r, n in conv.skipped.items()) or "0"
+    return (conv.info.name, conv.info.domain, str(len(ds.images)), str(len(ds.annotations)),
+            str(ignore), str(conv.counts.get("clipped_to_image", 0)), skipped)
+
+
+def conversion_table(rows: list[tuple[str, ...]]) -> object:
     """A rich table: per source, images, annotations, ignore regions, clipped and skipped."""
     from rich.table import Table
 
     table = Table("source", "domain", "images", "annotations", "ignore", "clipped", "skipped",
                   title="converted sources")
-    for c in conversions:
-        ds = c.dataset
-        ignore = sum(a.iscrowd for a in ds.annotations)
-        skipped = ", ".join(f"{r}: {n}" for r, n in c.skipped.items()) or "0"
-        table.add_row(c.info.name, c.info.domain, str(len(ds.images)), str(len(ds.annotations)),
-                      str(ignore), str(c.counts.get("clipped_to_image", 0)), skipped)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

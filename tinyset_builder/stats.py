@@ -76,48 +76,104 @@ def _histogram(values: npt.NDArray[np.float64], edges: Sequence[float]) -> list[
              "count": int(c)} for i, c in enumerate(counts)]
 
 
+class StatsCollector:
+    """The numbers of Fig. 2 gathered output by output, in the order the split files hold them.
+
+    The build feeds it while merging (:meth:`add`), so a build never reads its split files back
+    and holds 8 bytes per object for the scale histogram and its median instead of the records;
+    :func:`compute_stats` feeds it from the files. Fed the same records in the same order, both
+    give the same floats (scales are ``sqrt(w·h)`` of the very numbers written).
+    """
+
+    def __init__(self) -> None:
+        self._scales: dict[str, list[npt.NDArray[np.float64]]] = {}
+        self._density: dict[str, list[npt.NDArray[np.int64]]] = {}
+        self._ignore: Counter[str] = Counter()
+        self.domains: dict[str, Counter[str]] = {"images": Counter(), "objects": Counter()}
+        self.sources: dict[str, Counter[str]] = {"images": Counter(), "objects": Counter()}
+
+    def add(self, split: str, images: Sequence[tuple[str, str]], image_of: npt.ArrayLike,
+            w: npt.ArrayLike, h: npt.ArrayLike, iscrowd: npt.ArrayLike) -> None:
+        """Add a run of one split's images and their records.
+
+        Args:
+            split: the split file they are in.
+            images: ``(domain, source)`` of each image, in file order.
+            image_of: per record, the index into ``images`` of its image.
+            w, h, iscrowd: per record, its box size and ignore flag, in file order.
+        """
+        crowd = np.asarray(iscrowd) != 0
+        obj = ~crowd
+        w, h = np.asarray(w, dtype=np.float64)[obj], np.asarray(h, dtype=np.float64)[obj]
+        self._scales.setdefault(split, []).append(np.sqrt(np.maximum(w, 0) * np.maximum(h, 0)))
+        counts = np.bincount(np.asarray(image_of, dtype=np.int64)[obj], minlength=len(images))
+        self._density.setdefault(split, []).append(counts)
+        self._ignore[split] += int(crowd.sum())
+        for (domain, source), n in zip(images, counts.tolist(), strict=True):
+            self.domains["images"][domain] += 1
+            self.sources["images"][source] += 1
+            self.domains["objects"][domain] += n
+            self.sources["objects"][source] += n
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits that have images, in :data:`SPLITS` order (the order of the results)."""
+        return [s for s in SPLITS if s in self._density]
+
+    def stats(self, compare: Mapping[str, Path] | None = None) -> dict[str, Any]:
+        """All statistics (and those of the ``compare`` COCO files) as one dict."""
+        per_split, scales, densities, ignores = {}, [], [], 0
+        for split in self.splits:
+            s = np.concatenate(self._scales[split])
+            dens = np.concatenate(self._density[split]).astype(np.float64)
+            per_split[split] = _summarise(s, dens, self._ignore[split])
+            scales.append(s)
+            densities.append(dens)
+            ignores += self._ignore[split]
+        if not per_split:
+            raise TinysetError("no image in any split: nothing to make statistics of")
+        overall = _summarise(np.concatenate(scales), np.concatenate(densities), ignores)
+        comparisons = {}
+        for name, path in (compare or {}).items():
+            coco = json.loads(Path(path).read_bytes())
+            comparisons[name] = _summarise(*_measure(coco["images"], coco["annotations"]))
+        # Objects per domain and source count labels only; zero counts stay, as in the files.
+        return {
+            "overall": overall, "splits": per_split, "comparisons": comparisons,
+            "domains": {k: dict(sorted(v.items())) for k, v in self.domains.items()},
+            "sources": {k: dict(sorted(v.items())) for k, v in self.sources.items()},
+            "scale_histogram": _histogram(overall["_scales"], SCALE_EDGES),
+            "density_histogram": _histogram(overall["_density"], DENSITY_EDGES),
+            "paper": PAPER,
+        }
+
+
 def compute_stats(out: Path, compare: Mapping[str, Path] | None = None) -> dict[str, Any]:
-    """All statistics of a built dataset (and of the ``compare`` COCO files) as one dict."""
+    """All statistics of a built dataset (and of the ``compare`` COCO files) as one dict.
+
+    Reads one split file at a time (``tinyset stats``; the build itself collects them while
+    merging, see :class:`StatsCollector`).
+    """
     out = Path(out)
     files = [(s, out / "annotations" / f"{s}.json") for s in SPLITS]
     files = [(s, p) for s, p in files if p.is_file()]
     if not files:
         raise TinysetError(f"{out}/annotations: no split file found; is this a built dataset?")
-    # Only arrays are kept across splits: one split file's records are in memory at a time.
-    scales, densities, ignores = [], [], 0
-    per_split = {}
-    domains: dict[str, Counter[str]] = {"images": Counter(), "objects": Counter()}
-    sources: dict[str, Counter[str]] = {"images": Counter(), "objects": Counter()}
+    collector = StatsCollector()
     for split, path in files:
         coco = json.loads(path.read_bytes())
-        dom = {i["id"]: (i.get("domain", "?"), i.get("source", "?")) for i in coco["images"]}
-        for d, src in dom.values():
-            domains["images"][d] += 1
-            sources["images"][src] += 1
-        for a in coco["annotations"]:
-            if not a.get("iscrowd", 0):
-                d, src = dom[a["image_id"]]
-                domains["objects"][d] += 1
-                sources["objects"][src] += 1
-        s, dens, ign = _measure(coco["images"], coco["annotations"])
-        del coco
-        per_split[split] = _summarise(s, dens, ign)
-        scales.append(s)
-        densities.append(dens)
-        ignores += ign
-    overall = _summarise(np.concatenate(scales), np.concatenate(densities), ignores)
-    comparisons = {}
-    for name, path in (compare or {}).items():
-        coco = json.loads(Path(path).read_bytes())
-        comparisons[name] = _summarise(*_measure(coco["images"], coco["annotations"]))
-    return {
-        "overall": overall, "splits": per_split, "comparisons": comparisons,
-        "domains": {k: dict(sorted(v.items())) for k, v in domains.items()},
-        "sources": {k: dict(sorted(v.items())) for k, v in sources.items()},
-        "scale_histogram": _histogram(overall["_scales"], SCALE_EDGES),
-        "density_histogram": _histogram(overall["_density"], DENSITY_EDGES),
-        "paper": PAPER,
-    }
+        images = [(i.get("domain", "?"), i.get("source", "?")) for i in coco["images"]]
+        index = {i["id"]: k for k, i in enumerate(coco["images"])}
+        anns = coco["annotations"]
+        try:
+            image_of = [index[a["image_id"]] for a in anns]
+        except KeyError as e:
+            raise TinysetError(f"{path}: an annotation refers to unknown image {e}") from None
+        collector.add(split, images, image_of, [a["bbox"][2] for a in anns],
+                      [a["bbox"][3] for a in anns],
+                      [1 if a.get("iscrowd", 0) else 0 for a in anns])
+        del coco, anns
+    return collector.stats(compare)
 
 
 def _public(stats: Mapping[str, Any]) -> Any:
@@ -227,10 +283,14 @@ def plot(stats: Mapping[str, Any], folder: Path) -> list[Path]:
     return paths
 
 
-def write_stats(out: Path, compare: Mapping[str, Path] | None = None) -> Path:
-    """Compute and write ``OUT/stats/`` (summary.md, stats.json, three PNGs); returns the folder."""
+def write_stats(out: Path, compare: Mapping[str, Path] | None = None, *,
+                collected: StatsCollector | None = None) -> Path:
+    """Compute and write ``OUT/stats/`` (summary.md, stats.json, three PNGs); returns the folder.
+
+    ``collected``: the build's :class:`StatsCollector`, so the split files are not read back.
+    """
     out = Path(out)
-    stats = compute_stats(out, compare)
+    stats = compute_stats(out, compare) if collected is None else collected.stats(compare)
     folder = out / "stats"
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "stats.json", _public(stats), indent=1)

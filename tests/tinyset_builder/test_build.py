@@ -254,7 +254,7 @@ def test_build_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_record_text_is_json_dumps_of_the_records_signed_zero_included() -> None:
     """The hand-formatted records (with their memoised float text) equal json.dumps's bytes."""
-    from tinyset_builder.build import _RecordText
+    from tinyset_builder.build import _Labels, _RecordText
     from tinyset_builder.coco import CocoAnnotation
     from tinyset_builder.tiling import TileBoxes
 
@@ -266,7 +266,7 @@ def test_record_text_is_json_dumps_of_the_records_signed_zero_included() -> None
     index, crowd = [0, 1, 0, 0], [0, 1, 1, 0]
     tb = TileBoxes(index=np.array(index), xyxy=np.array(xyxy), iscrowd=np.array(crowd),
                    whole=np.zeros(4, bool), made_ignore=np.zeros(4, bool))
-    got = _RecordText(anns, {1: 7, 2: 9}).records(tb, 5, 3)
+    got = _RecordText(_Labels.of(anns), {1: 7, 2: 9}).records(tb, 5, 3)
     expected = []
     for k, (i, (x0, y0, x1, y1), c) in enumerate(zip(index, xyxy, crowd, strict=True)):
         d = {"id": 5 + k, "image_id": 3, "category_id": [7, 9][i],
