@@ -86,7 +86,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     ablation = None if name == "full" else name
-    cfg = get_config(args.preset, ablation, **overrides(args.set))
+    cfg = get_config(args.preset, ablation, paper_switches=args.paper, **overrides(args.set))
     work = args.runs / name
     metrics_path = work / "metrics.json"
     if metrics_path.is_file() and not args.force:
@@ -110,6 +110,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict:
     m_any = evaluate(relabelled, dets, prompts=doc) if relabelled is not None else None
     out = {"config": name, "switches": {k: getattr(cfg, k) for k in
                                         ("use_pe", "use_hfe", "use_dgqa", "use_pgcpp")},
+           "paper_switches": list(args.paper), "seed": args.seed,
            "setting": args.setting, "split": args.split, "prompt_sets": len(doc["prompts"]),
            "train_steps": res.steps, "train_seconds": round(res.seconds, 1),
            "predict_seconds": round(time.time() - t1, 1), "wall_seconds": round(time.time() - t0),
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DealConfig field for every config (repeatable)")
+    p.add_argument("--paper", action="append", default=[], metavar="SWITCH",
+                   help="use the paper's version of a deal.config.SWITCHES entry (decoder, eq8, "
+                        "pgcpp, hfe, unprompted, all; repeatable)")
     p.add_argument("--force", action="store_true", help="re-evaluate finished configs")
     args = p.parse_args(argv)
     rows = [run_config(name, args) for name in args.configs.split(",")]
