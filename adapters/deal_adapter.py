@@ -5,7 +5,14 @@ Options (``manifests/methods.toml`` ``options`` or ``job.extra``, extra wins):
 * ``preset``: ``paper`` (Swin-T, the default for the ``paper`` schedule) or ``tiny`` (the
   default for the ``smoke`` schedule);
 * ``ablation``: a Table IV(d) row (``none``, ``pe``, ``pe+hfe``, ``pe+hfe+dgqa``, ``no-prompt``);
-* ``backbone_weights``: local Swin-T state dict (never downloaded; random init otherwise, noted);
+* ``backbone_weights``: local backbone weights (never downloaded; random init otherwise, noted);
+* ``backbone``: a Table IV(c) backbone (``cnn``, ``swin_t``, ``resnet50``, ``pvt_v2``,
+  ``dinov3``), in every schedule; ``freeze_backbone``: train without updating it;
+* ``paper_switches``: names of ``deal.config.SWITCHES`` to run in the paper's version;
+* ``config``: a table of further ``DealConfig`` field overrides;
+* ``num_points`` / ``jitter``: predict from the setting's prompt file derived with these
+  options (Table IV(b), Fig. 7). The runner scores against the default file of the setting:
+  its units (image, prompted category) are the same, which is checked;
 * ``steps`` / ``minutes``: training length. Defaults: ``paper`` = the manifest's schedule in
   epochs (1× = 3 epochs) over the training images, ``smoke`` = 30 steps.
 
@@ -42,10 +49,37 @@ class DealAdapter:
 
         opts = self._options(job)
         preset = opts.get("preset", "tiny" if job.schedule == "smoke" else "paper")
-        overrides: dict[str, Any] = {}
+        overrides: dict[str, Any] = dict(opts.get("config", {}))
+        for key in ("backbone", "freeze_backbone"):
+            if key in opts:
+                overrides[key] = opts[key]
         if opts.get("backbone_weights"):
             overrides["backbone_weights"] = str(opts["backbone_weights"])
-        return get_config(preset, opts.get("ablation"), **overrides)
+        return get_config(preset, opts.get("ablation"),
+                          paper_switches=list(opts.get("paper_switches", ())), **overrides)
+
+    def _prompt_file(self, job: Job) -> dict[str, Any]:
+        """The prompt file to answer: the job's, or one derived with ``num_points``/``jitter``."""
+        from tinyset_builder.io import read_json
+
+        assert job.prompts_json is not None
+        doc = read_json(job.prompts_json)
+        if not isinstance(doc, dict) or "prompts" not in doc:
+            raise TinysetError(f"{job.prompts_json}: not a P2SOD prompt file")
+        opts = self._options(job)
+        extra = {k: opts[k] for k in ("num_points", "jitter") if k in opts}
+        if not extra:
+            return doc
+        from benchmark.protocols import derive_variant
+
+        setting = str(doc.get("setting"))
+        folder = Path(derive_variant(Path(job.data_dir), setting, seed=job.seed, **extra))
+        mine = read_json(folder / Path(job.prompts_json).name)
+        units = lambda d: sorted((e["image_id"], e["category_id"]) for e in d["prompts"])  # noqa: E731
+        if units(mine) != units(doc):
+            raise TinysetError(f"{folder}: {extra} changes the prompted (image, category) units "
+                               f"of {setting}; it cannot be scored with {job.prompts_json}")
+        return mine
 
     def _work(self, job: Job) -> Path:
         return Path(job.work_dir) / "deal"
@@ -83,28 +117,27 @@ class DealAdapter:
         res = train(cfg, Path(job.train_json), Path(job.data_dir), self._work(job), steps=steps,
                     minutes=minutes, seed=job.seed, device=job.device)
         weights = (cfg.backbone_weights if cfg.backbone_weights
-                   else "random init (offline)" if cfg.backbone == "swin_t"
-                   else "random init (tiny CNN)")
+                   else "random init (tiny CNN)" if cfg.backbone == "cnn"
+                   else f"random init (offline {cfg.backbone})")
         return {"preset": cfg.preset, "steps": res.steps, "train_seconds": round(res.seconds, 1),
-                "checkpoint": str(res.checkpoint), "weights": weights}
+                "checkpoint": str(res.checkpoint), "weights": weights,
+                "backbone": cfg.backbone, "paper_switches": list(
+                    self._options(job).get("paper_switches", ()))}
 
     def predict(self, job: Job) -> Sequence[Detections]:
         """Detections for every image of ``job.eval_json`` under ``job.prompts_json``."""
         from deal.data import resolve_image
         from deal.predictor import DealPredictor, predict_prompt_file
         from tinyset_builder.coco import CocoDataset
-        from tinyset_builder.io import read_json
 
         if job.prompts_json is None:
             raise TinysetError("DEAL needs a P2SOD prompt file (job.prompts_json)")
+        doc = self._prompt_file(job)
         cfg = self._config(job)
         predictor = DealPredictor.from_checkpoint(self._work(job) / "last.pt", cfg, job.device)
         gt = CocoDataset.load(job.eval_json)
         files = {i.id: resolve_image(Path(job.data_dir), i.file_name, i.split)
                  for i in gt.images}
-        doc = read_json(job.prompts_json)
-        if not isinstance(doc, dict) or "prompts" not in doc:
-            raise TinysetError(f"{job.prompts_json}: not a P2SOD prompt file")
         dets = predict_prompt_file(predictor, files, doc["prompts"])
         by_image: dict[int, list[dict]] = {i.id: [] for i in gt.images}
         for d in dets:
