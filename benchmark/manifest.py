@@ -42,14 +42,18 @@ PARADIGM_SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "weak": ("points-center",),
     "zero-shot": ("zero-shot", "p2sod-1", "p2sod-2", "p2sod-3", "p2sod-4"),
     "p2sod": ("p2sod-1", "p2sod-2", "p2sod-3", "p2sod-4"),
+    # DEAL's ablation rows (Tables IV(a)-(d), laid out by manifests/studies.toml); not in "all".
+    "deal-studies": ("p2sod-1", "p2sod-2", "p2sod-3", "p2sod-4"),
 })
 
 #: How the paper names each paradigm's block in Table I.
 PARADIGM_TITLES: Mapping[str, str] = MappingProxyType({
     "full": "fully-supervised", "noise": "label noise", "semi": "semi-supervised",
     "sparse": "sparse-shot", "weak": "weakly-supervised", "zero-shot": "zero-shot",
-    "p2sod": "point-prompted (P2SOD)",
+    "p2sod": "point-prompted (P2SOD)", "deal-studies": "DEAL studies (Table IV)",
 })
+#: Paradigms that ``select(paradigm="all")`` leaves out (study rows, not the paper's Tables I/II).
+STUDY_PARADIGMS = ("deal-studies",)
 
 KNOWN_ADAPTERS = ("torchvision", "ultralytics", "mmdet", "external", "zeroshot", "deal")
 _SCHEDULE = re.compile(r"^(\d+(?:\.\d+)?)x$")
@@ -151,7 +155,8 @@ class Manifest:
 
     def select(self, *, paradigm: str | None = None,
                ids: Sequence[str] | None = None) -> list[Method]:
-        """Methods of ``paradigm`` (``None`` or ``"all"`` = every paradigm), restricted to ``ids``.
+        """Methods of ``paradigm`` (``None`` or ``"all"`` = every paradigm but the
+        study rows), restricted to ``ids``.
 
         Raises:
             TinysetError: unknown paradigm, unknown id, or an id outside the paradigm.
@@ -159,7 +164,8 @@ class Manifest:
         if paradigm not in (None, "all") and paradigm not in PARADIGM_SETTINGS:
             raise TinysetError(f"unknown paradigm {paradigm!r}; choose one of: all, "
                                f"{', '.join(PARADIGM_SETTINGS)}")
-        chosen = [m for m in self.methods if paradigm in (None, "all") or m.paradigm == paradigm]
+        chosen = [m for m in self.methods if m.paradigm == paradigm
+                  or (paradigm in (None, "all") and m.paradigm not in STUDY_PARADIGMS)]
         if ids is None:
             return chosen
         wanted = [self.get(i) for i in ids]  # unknown ids raise here
