@@ -12,8 +12,7 @@ from benchmark.evaluate.inputs import (
     GroundTruth,
     Prompts,
     image_groups,
-    load_dt,
-    load_gt,
+    load_inputs,
     load_prompts,
     make_units,
 )
@@ -55,8 +54,7 @@ def evaluate_arrays(gt: Any, dt: Any, *, prompts: Any = None, backend: str = "na
         The arrays, shaped ``(T, R, K, A, M)`` / ``(T, K, A, M)`` as pycocotools shapes them.
     """
     _check_backend(backend)
-    g = load_gt(gt)
-    d = load_dt(dt, g)
+    g, d = load_inputs(gt, dt)
     p = load_prompts(prompts, g) if prompts is not None else None
     return _arrays(g, d, p, params or EvalParams(), backend)
 
@@ -100,8 +98,7 @@ def evaluate_full(gt: Any, dt: Any, *, prompts: Any = None, backend: str = "nati
     _check_backend(backend)
     params = EvalParams.make(size_iou=size_iou, max_dets=max_dets,
                              class_agnostic=class_agnostic)
-    g = load_gt(gt)
-    d = load_dt(dt, g)
+    g, d = load_inputs(gt, dt)
     p = load_prompts(prompts, g) if prompts is not None else None
     arrays = _arrays(g, d, p, params, backend)
     out: dict[str, Any] = summarize(arrays.precision, arrays.recall, params)
@@ -144,8 +141,7 @@ def match_detections(gt: Any, dt: Any, *, iou: float = 0.5, class_agnostic: bool
         ``{image_id: ImageMatches}`` for every GT image (see
         :class:`benchmark.evaluate.native.ImageMatches` for the fields).
     """
-    g = load_gt(gt)
-    d = load_dt(dt, g)
+    g, d = load_inputs(gt, dt)
     p = load_prompts(prompts, g) if prompts is not None else None
     if not 0 < iou <= 1:
         raise TinysetError(f"iou must be in (0, 1], got {iou}")
