@@ -272,6 +272,10 @@ def export(out: Path, export_dir: Path, *, max_shard_bytes: int = DEFAULT_SHARD_
     for stray in (export_dir / "data").glob("*.parquet"):
         if f"data/{stray.name}" not in planned:
             stray.unlink()
+    # Temporary files a killed export left mid-write (io.atomic_path's ``.<name>.*.part``) are
+    # never read nor uploaded (UPLOAD_IGNORE); the finished export removes them.
+    for part in export_dir.rglob(".*.part"):
+        part.unlink(missing_ok=True)
     assert features is not None and categories is not None
     write_card(export_dir, out, record, features, summary, categories)
     return summary
