@@ -121,8 +121,9 @@ def report(
                    ] = "rich",
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
                    ] = None,
-    table: Annotated[str, typer.Option("--table", help="I or II (the paper's layouts).")
-                     ] = "I",
+    table: Annotated[str, typer.Option(
+        "--table", help="I, II, 4a, 4b, 4c, 4d or 5 (the paper's layouts; "
+                        "manifests/studies.toml).")] = "I",
     paradigm: Annotated[str | None, typer.Option(
         "--paradigm", help="Comma list (default: the paradigms with stored runs).")] = None,
     dataset: Annotated[str | None, typer.Option(
@@ -133,7 +134,7 @@ def report(
     from benchmark.results import ResultsStore
     from tinyset_builder.progress import console
 
-    if fmt == "rich" and out is None:
+    if fmt == "rich" and out is None and table == "I":
         from benchmark.report import rich_console
 
         frame = report_frame(ResultsStore(runs), table=table, paradigms=_split_list(paradigm),

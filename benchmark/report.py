@@ -408,9 +408,14 @@ def write_report(runs: Path, fmt: str, out: Path | None = None, *, table: str = 
     """Load the store at ``runs``, render, write to ``out`` (atomically) if given; return text."""
     from tinyset_builder.io import atomic_write_bytes
 
-    frame = report_frame(ResultsStore(runs), table=table, paradigms=paradigms,
-                         datasets=datasets)
-    text = render(frame, fmt, table)
+    if table != "I":  # Table II's own layout, IV(a)-(d), V: manifests/studies.toml
+        from benchmark.report_tables import render_table
+
+        text = render_table(table, runs, fmt, datasets)
+    else:
+        frame = report_frame(ResultsStore(runs), table=table, paradigms=paradigms,
+                             datasets=datasets)
+        text = render(frame, fmt, table)
     if out is not None:
         atomic_write_bytes(out, text.encode("utf-8"))
     return text
