@@ -19,7 +19,8 @@ cache entry of ``facebook/sam3`` / ``IDEA-Research/Rex-Omni`` read with ``local_
 (option ``cache_dir`` overrides the cache folder). ``unavailable`` names the download command.
 Other options: ``threshold`` (SAM3 score threshold, 0.05 so AP sees the low-score tail),
 ``batch_size`` (SAM3 prompts per forward, 8; Rex-Omni requests per ``generate``, 4),
-``dtype`` (``auto``), ``max_new_tokens`` (Rex-Omni, 4096 as the authors).
+``dtype`` (``auto``: bfloat16 on CUDA, float32 on CPU), ``max_new_tokens`` (Rex-Omni, 4096
+as the authors).
 
 Scores: SAM3 gives one per box. Rex-Omni is a language model and gives none; its boxes get
 descending scores in output order (1, 1 − 1/n, ...), stated in the notes.
@@ -111,6 +112,18 @@ def has_weights(folder: Path) -> bool:
     """A ``save_pretrained`` folder: ``config.json`` and safetensors/bin weights."""
     return (folder / "config.json").is_file() and any(
         any(folder.glob(pattern)) for pattern in ("*.safetensors", "*.bin"))
+
+
+def torch_dtype(name: str, device: str) -> Any:
+    """``auto``: bfloat16 on CUDA (the authors run both models in bf16 there), float32 on CPU;
+    else the named torch dtype (``float32``, ``bfloat16``, ``float16``)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if name not in ("float32", "bfloat16", "float16"):
+        raise TinysetError(f"dtype must be auto, float32, bfloat16 or float16, not {name!r}")
+    return getattr(torch, name)
 
 
 def device_of(job: Job) -> str:
@@ -333,10 +346,9 @@ class ZeroShotAdapter:
     def _sam3_runner(self, job: Job, folder: Path, device: str) -> Callable[..., list[list[Part]]]:
         from adapters import zeroshot_sam3
 
-        dtype = str(self._opt(job, "dtype", "auto"))
         sam = zeroshot_sam3.load(folder, device, float(self._opt(job, "threshold", 0.05)),
                                  int(self._opt(job, "batch_size", 8)),
-                                 "float32" if dtype == "auto" else dtype)
+                                 torch_dtype(str(self._opt(job, "dtype", "auto")), device))
 
         def run(items: list[tuple[Any, list[tuple[int, Any]]]], prompt: str) -> list[list[Part]]:
             out = []
@@ -355,7 +367,7 @@ class ZeroShotAdapter:
                     skipped: Counter[str]) -> Callable[..., list[list[Part]]]:
         from adapters import zeroshot_rex as rex
 
-        net = rex.load(folder, device, str(self._opt(job, "dtype", "auto")),
+        net = rex.load(folder, device, torch_dtype(str(self._opt(job, "dtype", "auto")), device),
                        int(self._opt(job, "max_new_tokens", rex.MAX_NEW_TOKENS)))
 
         def run(items: list[tuple[Any, list[tuple[int, Any]]]], prompt: str) -> list[list[Part]]:

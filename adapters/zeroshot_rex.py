@@ -180,29 +180,21 @@ class RexOmni:
                                      clean_up_tokenization_spaces=False))
 
 
-def load(folder: Path, device: str, dtype: str = "auto",
+def load(folder: Path, device: str, dtype: Any = None,
          max_new_tokens: int = MAX_NEW_TOKENS) -> RexOmni:
-    """Load a local Rex-Omni folder (``save_pretrained`` layout); never touches the network."""
+    """Load a local Rex-Omni folder (``save_pretrained`` layout); never touches the network.
+
+    ``dtype``: a torch dtype (float32 when None).
+    """
+    import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    torch_dtype = resolve_dtype(dtype, device)
     try:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            str(folder), dtype=torch_dtype, local_files_only=True).to(device).eval()
+            str(folder), dtype=dtype or torch.float32, local_files_only=True).to(device).eval()
         processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:
         raise TinysetError(f"Rex-Omni weights in {folder} could not be loaded: "
                            f"{' '.join(str(e).split())[:300]}") from e
     processor.tokenizer.padding_side = "left"  # batched generation continues every row at the end
     return RexOmni(model, processor, device, max_new_tokens)
-
-
-def resolve_dtype(dtype: str, device: str) -> Any:
-    """``auto``: bfloat16 on CUDA (the authors' setting), float32 on CPU; else the named dtype."""
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if not hasattr(torch, dtype):
-        raise TinysetError(f"unknown dtype {dtype!r} (auto, float32, bfloat16, float16)")
-    return getattr(torch, dtype)

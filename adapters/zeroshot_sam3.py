@@ -142,15 +142,16 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def load(folder: Path, device: str, threshold: float = 0.05, batch_size: int = 8,
-         dtype: str = "float32") -> Sam3:
-    """Load a local SAM3 folder (``save_pretrained`` layout); never touches the network."""
+         dtype: Any = None) -> Sam3:
+    """Load a local SAM3 folder (``save_pretrained`` layout); never touches the network.
+
+    ``dtype``: a torch dtype (float32 when None).
+    """
     import torch
     from transformers import Sam3Model, Sam3Processor
 
-    if not hasattr(torch, dtype):
-        raise TinysetError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
     try:
-        model = Sam3Model.from_pretrained(str(folder), dtype=getattr(torch, dtype),
+        model = Sam3Model.from_pretrained(str(folder), dtype=dtype or torch.float32,
                                           local_files_only=True).to(device).eval()
         processor = Sam3Processor.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:

@@ -110,6 +110,18 @@ def test_weights_from_option_env_and_hf_cache(data: Path, tmp_path: Path, sam3_d
     assert adapter.weights(job, "sam3") == (snap, "option model_path")
 
 
+def test_dtype_and_device_rules(data: Path, tmp_path: Path) -> None:
+    assert zs.torch_dtype("auto", "cpu") == torch.float32
+    assert zs.torch_dtype("auto", "cuda:1") == torch.bfloat16
+    assert zs.torch_dtype("float16", "cpu") == torch.float16
+    with pytest.raises(TinysetError, match="dtype must be auto"):
+        zs.torch_dtype("int8", "cpu")
+    job = make_job(data, tmp_path, "sam3")
+    assert zs.device_of(job) == "cpu"
+    auto = Job(**{**{f: getattr(job, f) for f in job.__dataclass_fields__}, "device": "auto"})
+    assert zs.device_of(auto) == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 # ---------------------------------------------------------------------------------------------
 # Rex-Omni: prompts and answers in the authors' format
 

@@ -54,7 +54,7 @@ def sam3_parts(image_size: int = 56) -> tuple[Any, Any]:
     cfg = Sam3Config(
         vision_config={"backbone_config": {
             "model_type": "sam3_vit_model", "hidden_size": 32, "num_hidden_layers": 2,
-            "image_size": image_size, "patch_size": 14, "window_size": 2,
+            "image_size": image_size, "patch_size": 14, "window_size": 24 if p >= 24 else 2,
             "global_attn_indexes": [1], "pretrain_image_size": image_size, **small},
             "fpn_hidden_size": 32, "backbone_feature_sizes": [[4 * p] * 2, [2 * p] * 2, [p] * 2]},
         text_config={"model_type": "clip_text_model", "vocab_size": len(vocab),
