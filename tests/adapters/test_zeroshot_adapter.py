@@ -312,3 +312,54 @@ def _predictions(runs: Path, record: dict) -> list[dict]:
 
     folder = ResultsStore(runs).run_dir(RunKey(**record["key"]))
     return json.loads((folder / record["predictions"]).read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# the optional package backend (the sam3 package needs Python >= 3.12 and git: a stand-in
+# package that follows its calls and return types, sam3.model.sam3_image_processor)
+
+def test_package_backend_sends_the_prompted_instance_box(data: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from benchmark.protocols import derive_variant
+
+    calls: list[tuple[str, object]] = []
+
+    class Processor:
+        def __init__(self, model: object, confidence_threshold: float = 0.5) -> None:
+            self.threshold = confidence_threshold
+
+        def set_image(self, image: object) -> dict:
+            return {}
+
+        def reset_all_prompts(self, state: dict) -> None:
+            state.clear()
+
+        def add_geometric_prompt(self, box: list[float], label: bool, state: dict) -> dict:
+            calls.append(("box", tuple(round(v, 6) for v in box)))
+            return {"boxes": torch.tensor([[4.0, 4.0, 12.0, 10.0]]),
+                    "scores": torch.tensor([0.3]), "masks": torch.zeros(1, 1, 8, 8)}
+
+    modules = {"sam3": types.ModuleType("sam3"), "sam3.model": types.ModuleType("sam3.model"),
+               "sam3.model_builder": types.ModuleType("sam3.model_builder"),
+               "sam3.model.sam3_image_processor": types.ModuleType("p")}
+    modules["sam3.model_builder"].build_sam3_image_model = lambda **kw: object()
+    modules["sam3.model.sam3_image_processor"].Sam3Processor = Processor
+    for name, mod in modules.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    ckpt = tmp_path / "sam3.pt"
+    ckpt.write_bytes(b"weights")
+    prompts = Path(derive_variant(data, "p2sod-1", seed=0)) / "prompts_test.json"
+    job = make_job(data, tmp_path, "sam3", "box", prompts, backend="package",
+                   checkpoint=str(ckpt))
+    dets = zs.ZeroShotAdapter().predict(job)
+    test = json.loads((data / "annotations" / "test.json").read_text())
+    anns = {a["id"]: a for a in test["annotations"]}
+    doc = json.loads(prompts.read_text())
+    from adapters.zeroshot_packages import normalized_cxcywh
+
+    assert calls == [("box", tuple(round(v, 6) for v in normalized_cxcywh(
+        anns[p["ann_ids"][0]]["bbox"], SIZE, SIZE))) for p in doc["prompts"]]
+    assert sorted(dets[0].labels.tolist()) == sorted(p["category_id"] for p in doc["prompts"])
+    assert normalized_cxcywh([10, 20, 4, 8], 100, 200) == [0.12, 0.12, 0.04, 0.04]
