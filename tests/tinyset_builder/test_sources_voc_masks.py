@@ -453,7 +453,8 @@ def _tyc_unknown_category(root: Path) -> tuple[str, str, int]:
     data = json.loads(cls.read_text())
     data["annotations"][3]["category_id"] = 2
     cls.write_text(json.dumps(data))
-    return re.escape(f"{cls}:annotations[3]"), "category_id must be 0 (trap) or 1 (cell), got 2", 1
+    # One bad entry costs its own instance only: the image and its other instances stay.
+    return re.escape(f"{cls}:annotations[3]"), "category_id must be 0 (trap) or 1 (cell), got 2", 0
 
 
 def _tyc_count_mismatch(root: Path) -> tuple[str, str, int]:

@@ -111,12 +111,16 @@ def _add_image(asm: SourceAssembler, root: Path, image: Path, mask_path: Path, c
     if key is None:
         return
     for i, (box, category) in enumerate(zip(boxes, categories, strict=True)):
+        if category is None:  # already counted by _read_classes
+            continue
         asm.add_box(key, box.xywh, category, location=where(cls_path, f"annotations[{i}]"),
                     extra={"instance_id": box.instance_id, "mask_area": box.area})
 
 
-def _read_classes(path: Path, boxes: list[MaskBox], policy: ErrorPolicy) -> list[str] | None:
-    """The category of each instance (ascending id), or None after reporting a bad file."""
+def _read_classes(path: Path, boxes: list[MaskBox], policy: ErrorPolicy,
+                  ) -> list[str | None] | None:
+    """The category of each instance (ascending id; None for a reported bad entry), or None
+    after reporting a bad file."""
     try:
         data = read_json(path)
     except TinysetError as e:  # "<path>[:<line>]: <reason>"; keep the line, drop the repeat
@@ -131,13 +135,14 @@ def _read_classes(path: Path, boxes: list[MaskBox], policy: ErrorPolicy) -> list
         policy.fail(str(path), f"{len(entries)} class entries but {len(boxes)} instance ids in "
                                f"the mask (entry i is the class of the i-th id)")
         return None
-    out = []
+    out: list[str | None] = []
     for i, entry in enumerate(entries):
         c = entry.get("category_id") if isinstance(entry, dict) else None
         if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < len(CATEGORIES):
             policy.fail(where(path, f"annotations[{i}]"),
                         f"category_id must be 0 (trap) or 1 (cell), got {c!r}")
-            return None
+            out.append(None)  # one bad entry costs its own instance, not the image's others
+            continue
         out.append(CATEGORIES[c])
     return out
 
