@@ -89,16 +89,25 @@ np.save(sys.argv[3], np.asarray(ev.eval['precision']))
 """
 
 
-def make_case(out: Path, n_images: int, n_gt: int, n_dt: int, seed: int = 0) -> tuple[Path, Path]:
-    """Write a dense tiny-object GT/DT pair: jittered GT copies plus random false positives."""
+def make_case(out: Path, n_images: int, n_gt: int, n_dt: int, seed: int = 0,
+              full_repr: bool = True) -> tuple[Path, Path]:
+    """Write a dense tiny-object GT/DT pair: jittered GT copies plus random false positives.
+
+    With ``full_repr`` (the default, issue 14) coordinates and scores are float32 values written
+    as Python writes the float64 they become (``float(np.float32(v))``: 17 significant digits, as
+    a detector's outputs are); otherwise they are rounded to 1-3 decimals.
+    """
     rng = np.random.default_rng(seed)
+
+    def num(a: np.ndarray, decimals: int) -> np.ndarray:
+        return a.astype(np.float32).astype(np.float64) if full_repr else a.round(decimals)
+
     images, anns, dets = [], [], []
     ann_id = 1
     for img in range(1, n_images + 1):
         images.append({"id": img, "file_name": f"{img:06d}.png", "width": 1024, "height": 1024})
-        wh = rng.uniform(3, 28, size=(n_gt, 2)).round(1)
-        xy = rng.uniform(0, 1024 - wh)
-        xy = xy.round(1)
+        wh = num(rng.uniform(3, 28, size=(n_gt, 2)), 1)
+        xy = num(rng.uniform(0, 1024 - wh), 1)
         cats = rng.integers(1, 4, size=n_gt)
         for (x, y), (w, h), c in zip(xy.tolist(), wh.tolist(), cats.tolist(), strict=True):
             anns.append({"id": ann_id, "image_id": img, "category_id": c, "bbox": [x, y, w, h],
@@ -112,9 +121,10 @@ def make_case(out: Path, n_images: int, n_gt: int, n_dt: int, seed: int = 0) -> 
         fp = np.concatenate([rng.uniform(0, 1024 - fw), fw], axis=1)
         boxes = np.concatenate([tp, fp])
         boxes[:, 2:] = np.maximum(boxes[:, 2:], 1.0)
-        boxes = boxes.round(2)
+        boxes = num(boxes, 2)
         scores = np.concatenate([rng.uniform(0.3, 1, n_tp), rng.uniform(0, 0.7, n_dt - n_tp)])
-        scores = scores.round(3)  # ties, as real detectors produce
+        # ties, as real detectors produce (float32 scores tie often too)
+        scores = num(scores.round(3), 3)
         dcats = np.concatenate([cats[pick], rng.integers(1, 4, n_dt - n_tp)])
         for b, s, c in zip(boxes.tolist(), scores.tolist(), dcats.tolist(), strict=True):
             dets.append({"image_id": img, "category_id": c, "bbox": b, "score": s})
@@ -141,12 +151,38 @@ def _command(peer: str, gt: Path, dt: Path, out: Path) -> list[str]:
     return [py, "-c", script, str(gt), str(dt), str(out)]
 
 
+def _tree_rss_kb(pid: int) -> int:
+    """Resident KiB of ``pid`` and all its descendants now (0 once it is gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
 def run_peer(peer: str, gt: Path, dt: Path, work: Path, timeout: float | None = None) -> dict:
-    """Run one evaluator as a child process; return wall seconds, peak RSS MB and its array."""
+    """Run one evaluator as a child process: wall and CPU seconds, peak memory, its array.
+
+    ``peak_mb`` is the child's own peak RSS (``wait4``); ``tree_peak_mb`` the largest sum of the
+    RSS of the child and its descendants seen by polling ``/proc`` every 20 ms (a helper process
+    counts), which is the figure to compare.
+    """
     out = work / f"{peer}.npy"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     err_path = work / f"{peer}.stderr"
+    tree_kb = 0
     with err_path.open("wb") as err_file:
         proc = subprocess.Popen(_command(peer, gt, dt, out), cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=err_file)
@@ -154,26 +190,57 @@ def run_peer(peer: str, gt: Path, dt: Path, work: Path, timeout: float | None = 
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
+        tree_kb = max(tree_kb, _tree_rss_kb(proc.pid))
         if timeout is not None and time.perf_counter() - t0 > timeout:
             proc.kill()
             os.wait4(proc.pid, 0)
             return {"peer": peer, "error": f"timeout after {timeout:.0f} s"}
-        time.sleep(0.05)
+        time.sleep(0.02)
     wall = time.perf_counter() - t0
     err = err_path.read_text(errors="replace")
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         return {"peer": peer, "error": err.strip().splitlines()[-1:] or ["failed"]}
+    peak = round(usage.ru_maxrss / 1024)
     return {"peer": peer, "seconds": round(wall, 2),
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_mb": round(usage.ru_maxrss / 1024), "precision": np.load(out)}
+            "peak_mb": peak, "tree_peak_mb": max(peak, round(tree_kb / 1024)),
+            "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
+            "precision": np.load(out)}
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
+
+
+def summarize_pairs(results: list[dict], size: str, peers: list[str]) -> list[dict]:
+    """Per peer: medians of wall, CPU and tree peak over its runs; ratios against the first."""
+    rows = []
+    for peer in peers:
+        runs = [r for r in results if r["peer"] == peer and r["size"] == size and "seconds" in r]
+        if not runs:
+            continue
+        rows.append({"summary": peer, "size": size, "runs": len(runs),
+                     "median_seconds": _median([r["seconds"] for r in runs]),
+                     "median_cpu_seconds": _median([r["cpu_seconds"] for r in runs]),
+                     "median_tree_peak_mb": _median([r["tree_peak_mb"] for r in runs]),
+                     "load": [r["load_before"] for r in runs]})
+    for row in rows[1:]:
+        row["wall_ratio_vs_first"] = round(row["median_seconds"] / rows[0]["median_seconds"], 2)
+        row["cpu_ratio_vs_first"] = round(row["median_cpu_seconds"]
+                                          / rows[0]["median_cpu_seconds"], 2)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Generate the cases, run the chosen peers, print a table and write optional JSON."""
+    """Generate the cases, run the chosen peers paired (A B A B ...), print runs and medians."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="small,large", help="comma list of: small, large")
     ap.add_argument("--only", default=",".join(PEERS), help=f"comma list of: {', '.join(PEERS)}")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds; each round runs every peer once, in order (A B A B ...)")
+    ap.add_argument("--rounded", action="store_true",
+                    help="round coordinates to 1-2 decimals instead of the full float repr")
     ap.add_argument("--pycocotools-large", action="store_true",
                     help="also run pycocotools at the large size (hours)")
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -184,29 +251,35 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(peers) - set(PEERS)
     if unknown:
         ap.error(f"unknown peers: {sorted(unknown)}")
-    results = []
+    results: list[dict] = []
+    summaries: list[dict] = []
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
         n_img, n_gt, n_dt = SIZES[size]
+        label = f"{n_img}x{n_gt}x{n_dt}"
         with tempfile.TemporaryDirectory(prefix="tinyset-evalspeed-") as tmp:
             work = Path(tmp)
-            gt, dt = make_case(work, n_img, n_gt, n_dt)
+            gt, dt = make_case(work, n_img, n_gt, n_dt, full_repr=not args.rounded)
             ref = None
-            for peer in peers:
-                if size == "large" and peer in SLOW_AT_LARGE and not args.pycocotools_large:
-                    continue
-                r = run_peer(peer, gt, dt, work, args.timeout)
-                if "precision" in r:
-                    arr = r.pop("precision")
-                    if ref is None:
-                        ref = arr
-                    r["identical_to_first"] = bool(np.array_equal(arr, ref))
-                    if arr.shape == ref.shape:
-                        r["max_abs_diff"] = float(np.abs(arr - ref).max())
-                r["size"] = f"{n_img}x{n_gt}x{n_dt}"
-                results.append(r)
-                print(json.dumps(r), flush=True)
+            for _ in range(args.repeat):
+                for peer in peers:
+                    if size == "large" and peer in SLOW_AT_LARGE and not args.pycocotools_large:
+                        continue
+                    r = run_peer(peer, gt, dt, work, args.timeout)
+                    if "precision" in r:
+                        arr = r.pop("precision")
+                        if ref is None:
+                            ref = arr
+                        r["identical_to_first"] = bool(np.array_equal(arr, ref))
+                        if arr.shape == ref.shape:
+                            r["max_abs_diff"] = float(np.abs(arr - ref).max())
+                    r["size"] = label
+                    results.append(r)
+                    print(json.dumps(r), flush=True)
+        for row in summarize_pairs(results, label, peers):
+            summaries.append(row)
+            print(json.dumps(row), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        args.json.write_text(json.dumps(results + summaries, indent=1) + "\n")
     return 0
 
 

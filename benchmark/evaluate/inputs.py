@@ -362,6 +362,10 @@ def _dt_file(path: str | os.PathLike[str], label: str) -> dict[str, Any]:
 def _dt_columns(dt: Any, label: str) -> dict[str, Any]:
     """Detection columns (ids not yet checked against the GT)."""
     if isinstance(dt, (str, os.PathLike)):
+        from benchmark.evaluate import columnar
+
+        if columnar.is_columnar(dt):
+            return columnar.read_columnar(dt, label)
         return _dt_file(dt, label)
     if isinstance(dt, Mapping) and isinstance(dt.get("annotations"), list):
         dt = dt["annotations"]

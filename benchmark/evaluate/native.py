@@ -142,6 +142,47 @@ def _match(gt: GroundTruth, dt: Detections, prep: _Prepared, thrs: np.ndarray,
     return flags, npig, dt_link, gt_link
 
 
+#: Detections matched per batch: the batch's gathered boxes and byte outcomes live only while
+#: it is matched (~100 B per detection), the packed outcomes until accumulation (16 B).
+MATCH_BATCH = 1 << 20
+
+
+def _match_packed(gt: GroundTruth, dt: Detections, prep: _Prepared, thrs: np.ndarray,
+                  arng: np.ndarray, criterion: str, nwd_c: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Match cell batches of about :data:`MATCH_BATCH` detections; packed outcomes per row.
+
+    Returns:
+        ``tp_bits``, ``fp_bits``: ``(n_dt, W)`` uint64, bit ``a * T + t`` set where detection
+        row (prepared order) is a TP / FP at area ``a`` and threshold ``t``; ``npig``: ``(A,
+        n_cells)`` non-ignored GT counts.
+    """
+    n_cells = len(prep.cell_k)
+    n_jobs = len(arng) * len(thrs)
+    words = max(1, (n_jobs + 63) // 64)
+    n_d = len(prep.d_rows)
+    tp_bits = np.zeros((n_d, words), np.uint64)
+    fp_bits = np.zeros((n_d, words), np.uint64)
+    npig = np.zeros((len(arng), n_cells), np.int64)
+    if n_cells == 0:
+        return tp_bits, fp_bits, npig
+    from benchmark.evaluate import core
+
+    # Consecutive cells, cut where the running detection count passes each batch boundary.
+    bounds = np.searchsorted(prep.d_off, np.arange(MATCH_BATCH, n_d, MATCH_BATCH), side="right")
+    bounds = sorted({0, n_cells, *np.clip(bounds - 1, 1, n_cells).tolist()})
+    for c0, c1 in itertools.pairwise(bounds):
+        g0, g1, d0, d1 = prep.g_off[c0], prep.g_off[c1], prep.d_off[c0], prep.d_off[c1]
+        sub = _Prepared(prep.n_k, prep.cell_k[c0:c1], prep.g_rows[g0:g1],
+                        prep.g_off[c0:c1 + 1] - g0, prep.d_rows[d0:d1],
+                        prep.d_off[c0:c1 + 1] - d0, prep.d_rank[d0:d1])
+        flags, npig_b, _, _ = _match(gt, dt, sub, thrs, arng, criterion, nwd_c, links=False)
+        npig[:, c0:c1] = npig_b
+        core.pack_outcomes(flags, tp_bits, fp_bits, d0)
+        del flags
+    return tp_bits, fp_bits, npig
+
+
 def run_native(gt: GroundTruth, dt: Detections, units: Units, params: EvalParams, *,
                criterion: str = "iou", nwd_c: float = NWD_CONSTANT) -> EvalArrays:
     """COCOeval ``precision``/``recall``/``scores`` for ``units`` under ``params``."""
@@ -150,34 +191,36 @@ def run_native(gt: GroundTruth, dt: Detections, units: Units, params: EvalParams
     thrs = np.asarray(params.iou_thrs, np.float64)
     rec = np.asarray(params.rec_thrs, np.float64)
     arng = np.asarray([[lo, hi] for _, lo, hi in params.area_ranges], np.float64)
-    max_dets = sorted(params.max_dets)
-    prep = _prepare(gt, dt, units, params.class_agnostic, max_dets[-1])
-    flags, npig, _, _ = _match(gt, dt, prep, thrs, arng, criterion, nwd_c, links=False)
+    max_dets = np.asarray(sorted(params.max_dets), np.int64)
+    prep = _prepare(gt, dt, units, params.class_agnostic, int(max_dets[-1]))
+    tp_bits, fp_bits, npig = _match_packed(gt, dt, prep, thrs, arng, criterion, nwd_c)
     n_t, n_r, n_k, n_a, n_m = len(thrs), len(rec), prep.n_k, len(arng), len(max_dets)
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
     scores = -np.ones((n_t, n_r, n_k, n_a, n_m))
-    score = dt.score[prep.d_rows]
     c_bounds = np.searchsorted(prep.cell_k, np.arange(n_k + 1))
     for k in range(n_k):
         c0, c1 = c_bounds[k], c_bounds[k + 1]
         if c0 == c1:
             continue
         r0, r1 = prep.d_off[c0], prep.d_off[c1]
-        order = np.argsort(-score[r0:r1], kind="mergesort") + r0
+        # One stable sort of the category's scores: ties keep unit order, then rank order.
+        order = np.argsort(-dt.score[prep.d_rows[r0:r1]], kind="mergesort") + r0
+        tp_s, fp_s = tp_bits[order], fp_bits[order]
+        rank_s = prep.d_rank[order]
+        score_s = dt.score[prep.d_rows[order]]
+        del order
         npig_k = npig[:, c0:c1].sum(axis=1)
-        for m, max_det in enumerate(max_dets):
-            sel = order[prep.d_rank[order] < max_det] if max_det < max_dets[-1] else order
-            s_sel = score[sel]
-            p_v, r_v, s_v = precision[:, :, k, :, m], recall[:, k, :, m], scores[:, :, k, :, m]
+        p_v, r_v, s_v = precision[:, :, k], recall[:, k], scores[:, :, k]
 
-            def work(j0: int, j1: int, sel=sel, s_sel=s_sel, npig_k=npig_k, p_v=p_v, r_v=r_v,
-                     s_v=s_v) -> None:
-                core.accumulate_pr(j0, j1, flags, sel, s_sel, npig_k, rec, p_v, r_v, s_v)
+        def work(j0: int, j1: int, tp_s=tp_s, fp_s=fp_s, rank_s=rank_s, score_s=score_s,
+                 npig_k=npig_k, p_v=p_v, r_v=r_v, s_v=s_v) -> None:
+            core.accumulate_bits(j0, j1, n_t, tp_s, fp_s, rank_s, score_s, max_dets, npig_k,
+                                 rec, p_v, r_v, s_v)
 
-            n_jobs = n_a * n_t
-            _in_threads(work, np.linspace(0, n_jobs, min(n_jobs, n_threads()) + 1)
-                        .astype(int).tolist())
+        n_jobs = n_a * n_t
+        _in_threads(work, np.linspace(0, n_jobs, min(n_jobs, 4 * n_threads()) + 1)
+                    .astype(int).tolist())
     return EvalArrays(precision, recall, scores)
 
 
