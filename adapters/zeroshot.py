@@ -176,10 +176,10 @@ class ZeroShotAdapter:
         folder = cached_snapshot(spec["repo"], str(cache_dir) if cache_dir else None)
         if folder is not None:
             return folder, f"Hugging Face cache ({spec['repo']})"
-        return None, (f"no local weights: neither option model_path nor {spec['env']} is set "
-                      f"and the Hugging Face cache has no {spec['repo']} (download once: "
-                      f"{spec['how']}; or `hf download {spec['repo']} --local-dir DIR` and "
-                      f"set {spec['env']}=DIR); nothing is downloaded at run time")
+        return None, (f"local weights (none found: option model_path and {spec['env']} unset, "
+                      f"no {spec['repo']} in the Hugging Face cache; download once: "
+                      f"{spec['how']}, or `hf download {spec['repo']} --local-dir DIR` and "
+                      f"set {spec['env']}=DIR; nothing is downloaded at run time)")
 
     def unavailable(self, job: Job) -> str | None:
         """What is missing (framework, weights, prompt file) and how to get it, or None."""
