@@ -62,10 +62,14 @@ class Detections:
     cat: np.ndarray
     box: np.ndarray
     score: np.ndarray
-    area: np.ndarray
 
     def __len__(self) -> int:
         return len(self.img)
+
+    @property
+    def area(self) -> np.ndarray:
+        """``w * h``, the float product ``loadRes`` computes (made on demand, not stored)."""
+        return self.box[:, 2] * self.box[:, 3]
 
 
 @dataclass
@@ -384,10 +388,7 @@ def _detections(cols: dict[str, Any], gt: GroundTruth, label: str) -> Detections
         _unique_ids(cols["id"], label, what)
     img = _index(cols["image_id"], gt.image_ids, label, what, "image_id")
     cat = _index(cols["category_id"], gt.cat_ids, label, what, "category_id")
-    box = cols["bbox"]
-    # Python's float product, as loadRes computes ``bb[2] * bb[3]``.
-    area = box[:, 2] * box[:, 3]
-    return Detections(label, img, cat, box, cols["score"], area)
+    return Detections(label, img, cat, cols["bbox"], cols["score"])
 
 
 def load_dt(dt: Any, gt: GroundTruth) -> Detections:

@@ -129,7 +129,7 @@ def _match(gt: GroundTruth, dt: Detections, prep: _Prepared, thrs: np.ndarray,
     garea = np.ascontiguousarray(gt.area[g])
     gcrowd = np.ascontiguousarray(gt.crowd[g])
     gid_ok = np.ascontiguousarray(gt.ann_id[g] != 0)
-    darea = np.ascontiguousarray(dt.area[d])
+    darea = dbox[:, 2] * dbox[:, 3]  # Detections.area, for these rows only
 
     def work(u0: int, u1: int) -> None:
         core.match_units(u0, u1, prep.g_off, gbox, garea, gcrowd, gid_ok, prep.d_off, dbox,
@@ -207,7 +207,9 @@ def run_native(gt: GroundTruth, dt: Detections, units: Units, params: EvalParams
         # One stable sort of the category's scores: ties keep unit order, then rank order.
         order = np.argsort(-dt.score[prep.d_rows[r0:r1]], kind="mergesort") + r0
         tp_s, fp_s = tp_bits[order], fp_bits[order]
-        rank_s = prep.d_rank[order]
+        if n_k == 1:
+            del tp_bits, fp_bits  # sorted copies made: the file-order ones are not needed
+        rank_s = prep.d_rank[order].astype(np.int32)
         score_s = dt.score[prep.d_rows[order]]
         del order
         npig_k = npig[:, c0:c1].sum(axis=1)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from eval_oracle import random_case
 
-from benchmark.evaluate import evaluate
+from benchmark.evaluate import EvalParams, evaluate
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.io import write_json
 
@@ -135,3 +135,42 @@ def test_cli_user_error_is_one_red_line(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if not line.startswith("HEAVY")]
     assert len(lines) == 1 and "dt.json: detection #1: score must be a number" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_options_prompts_nwd_size_iou_and_backend(tmp_path: Path) -> None:
+    from tinyset_builder.cli import main
+
+    gt, dt = random_case(3)
+    write_json(tmp_path / "gt.json", gt)
+    write_json(tmp_path / "dt.json", dt)
+    pairs = sorted({(a["image_id"], a["category_id"]) for a in gt["annotations"]})[::2]
+    prompts = {"schema": "tinyset-prompts/1", "setting": "p2sod-1",
+               "prompts": [{"image_id": i, "category_id": c, "points": [[1.0, 1.0]]}
+                           for i, c in pairs]}
+    write_json(tmp_path / "p.json", prompts)
+    base = ["eval", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "dt.json")]
+    runs = {
+        "prompts_nwd": (["--prompts", str(tmp_path / "p.json"), "--nwd", "12.8",
+                         "--size-iou", "0.5:0.95"],
+                        {"prompts": tmp_path / "p.json", "nwd": 12.8, "size_iou": "0.5:0.95"}),
+        "pycocotools": (["--backend", "pycocotools", "--size-iou", "0.75"],
+                        {"backend": "pycocotools", "size_iou": "0.75"}),
+    }
+    for name, (args, kwargs) in runs.items():
+        out = tmp_path / f"{name}.json"
+        assert main([*base, *args, "--json", str(out)]) == 0
+        got = json.loads(out.read_text())
+        want = json.loads(json.dumps(evaluate(tmp_path / "gt.json", tmp_path / "dt.json",
+                                              **kwargs)))
+        assert got == want, name
+    got = json.loads((tmp_path / "prompts_nwd.json").read_text())
+    assert got["NWD"]["C"] == 12.8 and got["params"]["prompts"]["units"] == len(pairs)
+    assert got["params"]["size_iou"] == json.loads(json.dumps(
+        list(EvalParams.make(size_iou="0.5:0.95").size_iou)))
+    assert json.loads((tmp_path / "pycocotools.json").read_text())["backend"] == "pycocotools"
+    # the native backend gives the same figures as pycocotools through the CLI too
+    assert main([*base, "--size-iou", "0.75", "--json", str(tmp_path / "n.json")]) == 0
+    native_res = json.loads((tmp_path / "n.json").read_text())
+    py_res = json.loads((tmp_path / "pycocotools.json").read_text())
+    assert {k: v for k, v in native_res.items() if k != "backend"} == \
+        {k: v for k, v in py_res.items() if k != "backend"}
