@@ -54,7 +54,7 @@ def evaluate_arrays(gt: Any, dt: Any, *, prompts: Any = None, backend: str = "na
         The arrays, shaped ``(T, R, K, A, M)`` / ``(T, K, A, M)`` as pycocotools shapes them.
     """
     _check_backend(backend)
-    g, d = load_inputs(gt, dt)
+    g, d = load_inputs(gt, dt, native=backend == "native")
     p = load_prompts(prompts, g) if prompts is not None else None
     return _arrays(g, d, p, params or EvalParams(), backend)
 
@@ -98,7 +98,7 @@ def evaluate_full(gt: Any, dt: Any, *, prompts: Any = None, backend: str = "nati
     _check_backend(backend)
     params = EvalParams.make(size_iou=size_iou, max_dets=max_dets,
                              class_agnostic=class_agnostic)
-    g, d = load_inputs(gt, dt)
+    g, d = load_inputs(gt, dt, native=backend == "native" or nwd is not None)
     p = load_prompts(prompts, g) if prompts is not None else None
     arrays = _arrays(g, d, p, params, backend)
     out: dict[str, Any] = summarize(arrays.precision, arrays.recall, params)
@@ -141,7 +141,7 @@ def match_detections(gt: Any, dt: Any, *, iou: float = 0.5, class_agnostic: bool
         ``{image_id: ImageMatches}`` for every GT image (see
         :class:`benchmark.evaluate.native.ImageMatches` for the fields).
     """
-    g, d = load_inputs(gt, dt)
+    g, d = load_inputs(gt, dt, native=True)
     p = load_prompts(prompts, g) if prompts is not None else None
     if not 0 < iou <= 1:
         raise TinysetError(f"iou must be in (0, 1], got {iou}")
