@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_cmd(
         gt: Annotated[Path, typer.Option("--gt", help="COCO ground-truth JSON.")],
-        dt: Annotated[Path, typer.Option("--dt", help="COCO results JSON (list of detections).")],
+        dt: Annotated[Path, typer.Option(
+            "--dt", help="Detections: COCO results JSON, or columns in .npz / .parquet "
+                         "(image_id category_id x y w h score).")],
         json_out: Annotated[Path | None, typer.Option(
             "--json", help="Write the metrics (DESIGN.md keys, params, backend) here.")] = None,
         by: Annotated[list[str] | None, typer.Option(

@@ -1,17 +1,22 @@
-"""Evaluator speed and memory: the native backend against its peers, in the same run.
+"""Evaluator speed and memory: the native backend against its peers, paired, in the same run.
 
 Each evaluator runs as its own process on the same GT/DT JSON files, from JSON loading to the
-final summary, with the TinySet protocol (class-agnostic, IoU thresholds 0.25 + 0.50:0.95, five
-area ranges, maxDets 100/1500/3000). We record wall time, CPU time (user + system, all threads)
-and peak RSS (``wait4`` rusage of the child), and check that every peer's precision array equals
-the first peer's bit for bit (``identical_to_first``).
+final arrays, with the TinySet protocol (class-agnostic, IoU thresholds 0.25 + 0.50:0.95, five
+area ranges, maxDets 100/1500/3000). We record wall time, CPU time (user + system, all threads
+and helper processes), the child's peak RSS (``wait4``) and the peak of the sum of RSS over the
+child and its descendants (polled from ``/proc``), the load average before and after each run,
+and check that every peer's precision array equals the first peer's bit for bit.
 
-Sizes (issue 9): ``small`` = 20 images x 1,500 GT x 2,000 detections; ``large`` = 200 images x
-3,000 GT x 3,000 detections. pycocotools runs only at the small size (hours at the large one).
+Sizes (issue 14): ``small`` = 20 images x 1,500 GT x 2,000 detections; ``large`` = 200 images x
+3,000 GT x 3,000 detections. Coordinates and scores are float32 values written as Python writes
+the float64 they become (17 significant digits, as a detector's outputs); ``--rounded`` writes
+1-3 decimals instead. ``--repeat N`` runs N rounds of every peer in order (A B A B ...) and prints
+the medians and the ratios against the first peer. pycocotools runs only at the small size.
 
-    nice -n 10 .venv/bin/python benchmarks/eval_speed.py
-    nice -n 10 .venv/bin/python benchmarks/eval_speed.py --sizes large \
-        --only native,ultrafast,hotcoco
+    nice -n 10 .venv/bin/python benchmarks/eval_speed.py --sizes large --only native,ultrafast \
+        --repeat 3
+    nice -n 10 .venv/bin/python benchmarks/eval_speed.py --sizes small --only native,ultrafast \
+        --repeat 5
 """
 
 from __future__ import annotations

@@ -114,12 +114,15 @@ def read_gt_head(path: str | os.PathLike[str]) -> GtHead | dict[str, Any] | Any:
     Returns a :class:`GtHead`, or the whole file as ``json`` reads it when msgspec refuses the
     top level (the caller's checks then explain what is wrong with it).
     """
+    from tinyset_builder.io import read_json
+
     with open(path, "rb") as f:
         data = f.read()
     try:
         top = msgspec.json.decode(data, type=_GtFile)
     except msgspec.DecodeError:
-        return json.loads(data)
+        del data
+        return read_json(path)  # json's reading, or its one-line error naming the line
     return GtHead(top.images, top.categories, top.annotations)
 
 

@@ -273,9 +273,22 @@ def _gt_file(path: str | os.PathLike[str], label: str
                                                                                   _SHAPES)
 
 
+def _readable(path: str | os.PathLike[str], label: str) -> None:
+    """Raise the one-line error for a path that cannot be opened for reading."""
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise TinysetError(f"{label}: file not found") from None
+    except OSError as e:
+        raise TinysetError(f"{label}: cannot be read ({e.strerror})") from None
+
+
 def load_gt(gt: Any) -> GroundTruth:
     """Read GT from a COCO JSON path, a COCO dict or a :class:`tinyset_builder.coco.CocoDataset`."""
     label = _label(gt, "<gt>")
+    if isinstance(gt, (str, os.PathLike)):
+        _readable(gt, label)
     got = _gt_file(gt, label) if isinstance(gt, (str, os.PathLike)) else None
     if isinstance(got, tuple):
         img_list, cat_list, fields_in_file, cols = got
@@ -368,6 +381,7 @@ def _dt_columns(dt: Any, label: str) -> dict[str, Any]:
     if isinstance(dt, (str, os.PathLike)):
         from benchmark.evaluate import columnar
 
+        _readable(dt, label)
         if columnar.is_columnar(dt):
             return columnar.read_columnar(dt, label)
         return _dt_file(dt, label)

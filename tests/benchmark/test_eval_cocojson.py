@@ -189,6 +189,21 @@ def test_malformed_result_files(tmp_path: Path, text: str, expected: str) -> Non
         load_dt(tmp_path / "dt.json", g)
 
 
+def test_missing_and_unparsable_files(tmp_path: Path) -> None:
+    gt, dt = random_case(1)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    with pytest.raises(TinysetError, match=r"nope\.json: file not found"):
+        evaluate(tmp_path / "nope.json", tmp_path / "dt.json")
+    with pytest.raises(TinysetError, match=r"nope\.npz: file not found"):
+        evaluate(tmp_path / "gt.json", tmp_path / "nope.npz")
+    with pytest.raises(TinysetError, match="cannot be read"):
+        evaluate(tmp_path / "gt.json", tmp_path)
+    (tmp_path / "bad.json").write_text('{"images": [}')
+    with pytest.raises(TinysetError, match=r"bad\.json:1: invalid JSON"):
+        evaluate(tmp_path / "bad.json", tmp_path / "dt.json")
+
+
 def test_gt_file_errors_name_the_record(tmp_path: Path) -> None:
     gt, _ = random_case(2)
     gt["annotations"][5]["bbox"] = [0, 0, "w", 3]
