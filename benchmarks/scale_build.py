@@ -1,26 +1,31 @@
 """The build half of ``benchmarks/scale.py``: build memory and CPU at scale (issue 23).
 
-``scale.py build`` synthesizes SKU110K and JHU-CROWD++ in their native layouts with the real
-datasets' box densities (150 and 345 boxes per image; 6,667 and 4,372 images at ``--fractions
-1``, i.e. 1.0 M and 1.5 M boxes) on cheap images (800×600 JPEGs, one output tile each, with
-distinct pixels so that dedupe keeps them all), runs ``tinyset build`` (2 workers) on each
-source alone and on both, each in a fresh process, and reads that main process's peak RSS
-(``VmHWM``) and CPU time. It fits
+``scale.py build`` synthesizes SKU110K and JHU-CROWD++ in their native layouts on cheap images
+(800×600 JPEGs, one output tile each, distinct pixels so that dedupe keeps them all), runs
+``tinyset build`` (2 workers) on designed combinations, each in a fresh process, and reads that
+main process's peak RSS (``VmHWM``) and CPU time. The build holds one source at a time, so its
+peak comes while the largest source is converted, on top of what the sources merged before it
+left behind. The designed points put the larger source last in build order (SKU110K comes
+after JHU-CROWD++ in SOURCES) and vary each part on its own, and the fit is
 
-    peak ≈ a + b·annotations (total) + l·annotations (largest source) + c·images
+    peak ≈ a + l·annotations(last, largest source)
+             + b·annotations(sources before it) + c·images(sources before it)
 
-and prints the extrapolation to TinySet-9M (9 M annotations, largest source SKU110K at about
-1.7 M, ``--full-images`` original images). Worker processes are not in the peak: each holds one
-image (``benchmarks/build_speed.py`` measures them).
+so ``b`` and ``c`` are what the total costs, and ``l`` what the largest source costs.
+The extrapolation to TinySet-9M takes the worst order: its largest source (SKU110K, about
+1.7 M boxes) last, after 7.3 M boxes on ``--full-images`` images. ``--big`` also measures the
+issue's 2.5 M-annotation two-source build (SKU110K and JHU-CROWD++ at their real sizes and
+densities: 6,667 × 150 and 4,372 × 345 boxes). Worker processes are not in the peak: each holds
+one image (``benchmarks/build_speed.py`` measures them).
 
-``scale.py build-one`` (or this file run directly) is one measured build, printing JSON; it is
-the child process of ``build``, so the measured process imports only the build.
+A point is ``source=IMAGESxBOXES[,source=IMAGESxBOXES]``. ``scale.py build-one`` (or this file
+run directly) is one measured build, printing JSON; it is the child process of ``build``, so the
+measured process imports only the build.
 
 Usage::
 
-    .venv/bin/python benchmarks/scale.py build --fractions 0.15,0.3 --json small.json
-    .venv/bin/python benchmarks/scale.py build --fractions 1 --sources sku110k,jhu_crowd \\
-        --include small.json --json all.json    # one big point, fitted with the earlier ones
+    .venv/bin/python benchmarks/scale.py build --json small.json             # designed points
+    .venv/bin/python benchmarks/scale.py build --points "" --big --include small.json
     .venv/bin/python benchmarks/scale.py build --code /tmp/old ...   # another source tree
 
 Synthetic raw folders are kept under ``--work`` (default ``/tmp/tinyset_scale``) and reused;
@@ -44,13 +49,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Per source: images at fraction 1 and boxes per image (the real datasets' densities, as in
-#: issue 23's table: 6,667 × 150 = 1,000,050 and 4,372 × 345 = 1,508,340 boxes).
-LAYOUTS = {"sku110k": (6667, 150), "jhu_crowd": (4372, 345)}
+#: The issue's two-source build: SKU110K and JHU-CROWD++ at their real sizes and densities
+#: (6,667 × 150 = 1,000,050 and 4,372 × 345 = 1,508,340 boxes).
+BIG = "jhu_crowd=4372x345,sku110k=6667x150"
+#: Designed points: the largest source last in build order, each part varied on its own.
+POINTS = ("sku110k=1000x150", "sku110k=2000x150", "jhu_crowd=400x345,sku110k=2000x150",
+          "jhu_crowd=800x345,sku110k=2000x150", "jhu_crowd=5000x10,sku110k=2000x150")
+SOURCE_IDS = {"sku110k": 0, "jhu_crowd": 1}
 WIDTH, HEIGHT = 800, 600
 #: TinySet-9M for the extrapolation: total boxes and the largest source (SKU110K).
 FULL_ANNOTATIONS = 9_000_000
 FULL_LARGEST = 1_700_000
+FULL_LARGEST_IMAGES = 11_743
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -78,7 +88,7 @@ def _pool(work: Path, name: str, n: int) -> list[Path]:
 
     folder = work / "pool" / name
     folder.mkdir(parents=True, exist_ok=True)
-    sid = list(LAYOUTS).index(name)
+    sid = SOURCE_IDS[name]
     paths = []
     for i in range(n):
         path = folder / f"{i:06d}.jpg"
@@ -150,15 +160,27 @@ def synth_jhu_crowd(work: Path, raw: Path, n: int, per_image: int) -> None:
         (base / split / "image_labels.txt").write_text("\n".join(rows) + "\n")
 
 
-def make_raw(work: Path, fraction: float) -> Path:
-    """The raw folder holding both sources at ``fraction`` of their full size (made once)."""
-    raw = work / f"raw_{fraction:g}"
+def parse_point(point: str) -> list[tuple[str, int, int]]:
+    """``"a=10x5,b=3x7"`` → ``[("a", 10, 5), ("b", 3, 7)]`` (source, images, boxes per image)."""
+    parts = []
+    for item in point.split(","):
+        name, _, size = item.partition("=")
+        images, _, per_image = size.partition("x")
+        if name not in SOURCE_IDS or not images.isdigit() or not per_image.isdigit():
+            raise SystemExit(f"bad point {point!r}: expected source=IMAGESxBOXES[,...] with "
+                             f"sources among {', '.join(SOURCE_IDS)}")
+        parts.append((name, int(images), int(per_image)))
+    return parts
+
+
+def make_raw(work: Path, point: str) -> Path:
+    """The raw folder of ``point`` (made once, images hard-linked from the pools)."""
+    raw = work / ("raw_" + point.replace(",", "_").replace("=", "-"))
     done = raw / ".complete"
     if done.is_file():
         return raw
     shutil.rmtree(raw, ignore_errors=True)
-    for name, (images, per_image) in LAYOUTS.items():
-        n = max(1, round(images * fraction))
+    for name, n, per_image in parse_point(point):
         print(f"  synthesizing {name}: {n} images × {per_image} boxes", file=sys.stderr)
         {"sku110k": synth_sku110k, "jhu_crowd": synth_jhu_crowd}[name](work, raw, n, per_image)
     done.write_text("")
@@ -189,10 +211,15 @@ def build_one(args: argparse.Namespace) -> int:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     record = report.record
-    per_source = {n: s["annotations"]["in"] for n, s in record["sources"].items()}
+    # record["sources"] is in build order: the last source is the one merged last
+    per_source = [(s["annotations"]["in"], s["images"]["in"]) for s in
+                  record["sources"].values()]
     print(json.dumps({
         "sources": args.sources, "annotations": record["totals"]["annotations_in"],
-        "largest": max(per_source.values()), "images": record["totals"]["images_in"],
+        "largest": max(a for a, _ in per_source), "last": per_source[-1][0],
+        "before": sum(a for a, _ in per_source[:-1]),
+        "images_before": sum(i for _, i in per_source[:-1]),
+        "images": record["totals"]["images_in"],
         "tiles": record["totals"]["images_out"],
         "records_out": record["totals"]["annotation_records_out"],
         "peak_bytes": _vm_hwm(), "cpu_main_s": me.ru_utime + me.ru_stime,
@@ -218,20 +245,21 @@ def measure(raw: Path, out: Path, sources: str, workers: int, code: str | None,
 
 
 def fit(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Least squares: peak ≈ a + b·annotations + l·largest source + c·images (bytes)."""
-    x = np.array([[1.0, r["annotations"], r["largest"], r["images"]] for r in rows])
+    """Least squares: peak ≈ a + l·last + b·before + c·images before (bytes)."""
+    x = np.array([[1.0, r["last"], r["before"], r["images_before"]] for r in rows])
     y = np.array([float(r["peak_bytes"]) for r in rows])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     resid = y - x @ coef
-    return {"a": float(coef[0]), "per_annotation": float(coef[1]),
-            "per_largest_annotation": float(coef[2]), "per_image": float(coef[3]),
+    return {"a": float(coef[0]), "per_largest_annotation": float(coef[1]),
+            "per_annotation": float(coef[2]), "per_image": float(coef[3]),
             "max_abs_residual": float(np.abs(resid).max())}
 
 
-def predict(f: dict[str, float], annotations: float, largest: float, images: float) -> float:
-    """The fitted peak for a build of this size (bytes)."""
-    return (f["a"] + f["per_annotation"] * annotations + f["per_largest_annotation"] * largest
-            + f["per_image"] * images)
+def predict(f: dict[str, float], largest: float, before: float, images_before: float,
+            ) -> float:
+    """The fitted peak (bytes) with the largest source last."""
+    return (f["a"] + f["per_largest_annotation"] * largest + f["per_annotation"] * before
+            + f["per_image"] * images_before)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -242,48 +270,52 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for path in args.include or []:  # builds measured by earlier runs
         rows += json.loads(Path(path).read_text())["rows"]
-    for fraction in [float(f) for f in args.fractions.split(",") if f]:
-        raw = make_raw(work, fraction)
-        for sources in args.sources.split(";"):
-            r = measure(raw, work / "out", sources, args.workers, args.code)
-            r["fraction"] = fraction
-            rows.append(r)
-            print(f"fraction {fraction:g} {sources:<18} {r['annotations']:>10,} annotations "
-                  f"{r['images']:>6,} images: peak {r['peak_bytes'] / MIB:8.1f} MiB, "
-                  f"CPU main {r['cpu_main_s']:6.1f} s + workers {r['cpu_workers_s']:6.1f} s, "
-                  f"wall {r['wall_s']:6.1f} s", flush=True)
+    points = [p for p in args.points.split(";") if p] + ([BIG] if args.big else [])
+    for point in points:
+        raw = make_raw(work, point)
+        sources = ",".join(name for name, _, _ in parse_point(point))
+        r = measure(raw, work / "out", sources, args.workers, args.code)
+        r["point"] = point
+        rows.append(r)
+        print(f"{point:<38} {r['annotations']:>10,} annotations {r['images']:>6,} images: "
+              f"peak {r['peak_bytes'] / MIB:7.1f} MiB, CPU main {r['cpu_main_s']:6.1f} s + "
+              f"workers {r['cpu_workers_s']:6.1f} s, wall {r['wall_s']:6.1f} s", flush=True)
     print()
-    print("| fraction | sources | annotations | largest source | images (= tiles) | CPU main s "
-          "| CPU workers s | main CPU µs/annotation | main peak MiB |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| point (source=images×boxes, in build order) | annotations | images (= tiles) "
+          "| CPU main s | CPU workers s | main CPU µs/annotation | main peak MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['fraction']:g} | {r['sources']} | {r['annotations']:,} | {r['largest']:,} "
-              f"| {r['images']:,} | {r['cpu_main_s']:.1f} | {r['cpu_workers_s']:.1f} "
+        print(f"| {r['point']} | {r['annotations']:,} | {r['images']:,} "
+              f"| {r['cpu_main_s']:.1f} | {r['cpu_workers_s']:.1f} "
               f"| {1e6 * r['cpu_main_s'] / r['annotations']:.1f} "
               f"| {r['peak_bytes'] / MIB:,.0f} |")
     result: dict[str, Any] = {"rows": rows}
-    # Below ~100k annotations the peak is the fixed start-up cost (allocator arenas freed by
-    # earlier steps absorb the source): such points say nothing about the slopes.
-    fitted = [r for r in rows if r["annotations"] >= args.fit_min_annotations]
+    # Only points whose last source is the largest fit the model (the peak is then its).
+    fitted = [r for r in rows if r["last"] == r["largest"] and r["point"] != BIG]
     if len(fitted) >= 4:
         f = fit(fitted)
         result["fit"] = f
-        print(f"\nfit over {len(fitted)} builds of >= {args.fit_min_annotations:,} annotations: "
-              f"peak ≈ {f['a'] / MIB:.0f} MiB + {f['per_annotation']:.0f} B × annotations "
-              f"(total) + {f['per_largest_annotation']:.0f} B × annotations (largest source) "
-              f"+ {f['per_image']:.0f} B × images (max |residual| "
-              f"{f['max_abs_residual'] / MIB:.0f} MiB)")
+        print(f"\nfit over {len(fitted)} builds: peak ≈ {f['a'] / MIB:.0f} MiB "
+              f"+ {f['per_largest_annotation']:.0f} B × annotations of the largest source "
+              f"+ {f['per_annotation']:.1f} B × annotations before it "
+              f"+ {f['per_image']:.0f} B × images before it "
+              f"(max |residual| {f['max_abs_residual'] / MIB:.1f} MiB)")
         for images in (args.full_images, 2 * args.full_images):
-            p = predict(f, FULL_ANNOTATIONS, FULL_LARGEST, images)
-            print(f"TinySet-9M extrapolated ({FULL_ANNOTATIONS / 1e6:g} M annotations, largest "
-                  f"source {FULL_LARGEST / 1e6:g} M, {images:,} images): main peak "
-                  f"{p / GIB:.2f} GiB")
+            p = predict(f, FULL_LARGEST, FULL_ANNOTATIONS - FULL_LARGEST,
+                        images - FULL_LARGEST_IMAGES)
+            print(f"TinySet-9M extrapolated ({FULL_ANNOTATIONS / 1e6:g} M annotations on "
+                  f"{images:,} images, the largest source, {FULL_LARGEST / 1e6:g} M, last): "
+                  f"main peak {p / GIB:.2f} GiB")
             result.setdefault("extrapolation", []).append(
                 {"annotations": FULL_ANNOTATIONS, "largest": FULL_LARGEST, "images": images,
                  "peak_bytes": p})
     else:
-        print(f"\n(the fit needs at least four builds of >= {args.fit_min_annotations:,} "
-              f"annotations)")
+        print("\n(the fit needs at least four builds whose last source is the largest)")
+    for r in rows:
+        if r["point"] == BIG:
+            print(f"the 2.5 M-annotation two-source build ({BIG}): main peak "
+                  f"{r['peak_bytes'] / GIB:.2f} GiB (goal <= 1.2 GiB; before this work "
+                  f"2.58 GiB)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0
@@ -299,11 +331,11 @@ def _one_arguments(p: argparse.ArgumentParser) -> None:
 def add_build_parser(sub: Any) -> None:
     """Register ``build`` and ``build-one`` with ``scale.py``."""
     p = sub.add_parser("build", help="build memory and CPU at growing sizes; fit; extrapolate")
-    p.add_argument("--fractions", default="0.15,0.3",
-                   help="sizes as fractions of SKU110K's and JHU-CROWD++'s real counts "
-                        "(1 = 1.0 M + 1.5 M boxes)")
-    p.add_argument("--sources", default="sku110k;jhu_crowd;sku110k,jhu_crowd",
-                   help="';'-separated builds per size, each a --sources value")
+    p.add_argument("--points", default=";".join(POINTS),
+                   help="';'-separated builds, each source=IMAGESxBOXES[,...] "
+                        "(default: the designed points of the fit)")
+    p.add_argument("--big", action="store_true",
+                   help=f"also the issue's 2.5 M-annotation build ({BIG})")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--work", default="/tmp/tinyset_scale", help="synthetic raw folders (kept)")
     p.add_argument("--code", default=None,
@@ -316,8 +348,6 @@ def add_build_parser(sub: Any) -> None:
     p.add_argument("--include", action="append",
                    help="a --json file of an earlier run: its builds join the table and the "
                         "fit (repeatable: small points first, one big point later)")
-    p.add_argument("--fit-min-annotations", type=int, default=100_000,
-                   help="leave smaller builds out of the fit")
     p.set_defaults(func=run)
     one = sub.add_parser("build-one", help="one measured build (JSON on stdout)")
     _one_arguments(one)
