@@ -26,12 +26,11 @@ BACKENDS = ("native", "pycocotools", "faster-coco-eval")
 
 def _arrays(gt: GroundTruth, dt: Detections, prompts: Prompts | None, params: EvalParams,
             backend: str, image_mask: np.ndarray | None = None) -> EvalArrays:
-    units = make_units(gt, dt, prompts, image_mask)
-    if backend == "native":
-        return run_native(gt, dt, units, params)
+    if backend == "native":  # no reference kept here: run_native frees the units early
+        return run_native(gt, dt, make_units(gt, dt, prompts, image_mask), params)
     from benchmark.evaluate.cocoapi import run_cocoapi
 
-    return run_cocoapi(gt, dt, units, params, backend)
+    return run_cocoapi(gt, dt, make_units(gt, dt, prompts, image_mask), params, backend)
 
 
 def _check_backend(backend: str) -> None:

@@ -295,8 +295,9 @@ def accumulate_pr(j0, j1, flags, sel, scores_sorted, npig, rec_thrs, precision, 
 
 
 @nb.njit(cache=True, nogil=True)
-def pack_outcomes(flags, tp_bits, fp_bits, row0):
-    """Pack ``flags[a, t, i]`` into bit ``a * T + t`` of ``tp_bits`` / ``fp_bits`` row ``row0 + i``.
+def pack_outcomes(flags, tp_bits, fp_bits, row0, pos):
+    """Pack ``flags[a, t, i]`` into bit ``a * T + t`` of ``tp_bits`` / ``fp_bits`` row
+    ``pos[row0 + i]`` (the detection's place in accumulation order).
 
     The compact per-threshold form kept until accumulation: two bits per detection and
     (area, threshold) job instead of a byte, so 16 B per detection for the 55 TinySet jobs.
@@ -312,9 +313,9 @@ def pack_outcomes(flags, tp_bits, fp_bits, row0):
                 q = a * n_t + t
                 bit = np.uint64(1) << np.uint64(q & 63)
                 if f == TP:
-                    tp_bits[row0 + i, q >> 6] |= bit
+                    tp_bits[pos[row0 + i], q >> 6] |= bit
                 else:
-                    fp_bits[row0 + i, q >> 6] |= bit
+                    fp_bits[pos[row0 + i], q >> 6] |= bit
 
 
 @nb.njit(cache=True, nogil=True)

@@ -148,14 +148,14 @@ MATCH_BATCH = 1 << 20
 
 
 def _match_packed(gt: GroundTruth, dt: Detections, prep: _Prepared, thrs: np.ndarray,
-                  arng: np.ndarray, criterion: str, nwd_c: float
+                  arng: np.ndarray, criterion: str, nwd_c: float, pos: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Match cell batches of about :data:`MATCH_BATCH` detections; packed outcomes per row.
 
     Returns:
-        ``tp_bits``, ``fp_bits``: ``(n_dt, W)`` uint64, bit ``a * T + t`` set where detection
-        row (prepared order) is a TP / FP at area ``a`` and threshold ``t``; ``npig``: ``(A,
-        n_cells)`` non-ignored GT counts.
+        ``tp_bits``, ``fp_bits``: ``(n_dt, W)`` uint64 in accumulation order (``pos`` gives each
+        prepared row's place), bit ``a * T + t`` set where the detection is a TP / FP at area
+        ``a`` and threshold ``t``; ``npig``: ``(A, n_cells)`` non-ignored GT counts.
     """
     n_cells = len(prep.cell_k)
     n_jobs = len(arng) * len(thrs)
@@ -178,7 +178,7 @@ def _match_packed(gt: GroundTruth, dt: Detections, prep: _Prepared, thrs: np.nda
                         prep.d_off[c0:c1 + 1] - d0, prep.d_rank[d0:d1])
         flags, npig_b, _, _ = _match(gt, dt, sub, thrs, arng, criterion, nwd_c, links=False)
         npig[:, c0:c1] = npig_b
-        core.pack_outcomes(flags, tp_bits, fp_bits, d0)
+        core.pack_outcomes(flags, tp_bits, fp_bits, d0, pos)
         del flags
     return tp_bits, fp_bits, npig
 
@@ -193,31 +193,40 @@ def run_native(gt: GroundTruth, dt: Detections, units: Units, params: EvalParams
     arng = np.asarray([[lo, hi] for _, lo, hi in params.area_ranges], np.float64)
     max_dets = np.asarray(sorted(params.max_dets), np.int64)
     prep = _prepare(gt, dt, units, params.class_agnostic, int(max_dets[-1]))
-    tp_bits, fp_bits, npig = _match_packed(gt, dt, prep, thrs, arng, criterion, nwd_c)
+    del units  # the caller's last reference, in the usual call: freed before matching
     n_t, n_r, n_k, n_a, n_m = len(thrs), len(rec), prep.n_k, len(arng), len(max_dets)
+    # The accumulation order is known before matching: one stable sort of each category's
+    # scores (ties keep unit order, then rank order, as pycocotools' concatenation). Outcomes
+    # are packed straight into it, so no second copy of them is ever made.
+    n_d = len(prep.d_rows)
+    pos = np.empty(n_d, np.int32 if n_d < 2**31 else np.int64)
+    score_s = np.empty(n_d)
+    rank_s = np.empty(n_d, np.int32)
+    c_bounds = np.searchsorted(prep.cell_k, np.arange(n_k + 1))
+    for k in range(n_k):
+        r0, r1 = prep.d_off[c_bounds[k]], prep.d_off[c_bounds[k + 1]]
+        order = np.argsort(-dt.score[prep.d_rows[r0:r1]], kind="mergesort") + r0
+        pos[order] = np.arange(r0, r1, dtype=pos.dtype)
+        score_s[r0:r1] = dt.score[prep.d_rows[order]]
+        rank_s[r0:r1] = prep.d_rank[order]
+        del order
+    tp_bits, fp_bits, npig = _match_packed(gt, dt, prep, thrs, arng, criterion, nwd_c, pos)
+    del pos
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
     scores = -np.ones((n_t, n_r, n_k, n_a, n_m))
-    c_bounds = np.searchsorted(prep.cell_k, np.arange(n_k + 1))
     for k in range(n_k):
         c0, c1 = c_bounds[k], c_bounds[k + 1]
         if c0 == c1:
             continue
         r0, r1 = prep.d_off[c0], prep.d_off[c1]
-        # One stable sort of the category's scores: ties keep unit order, then rank order.
-        order = np.argsort(-dt.score[prep.d_rows[r0:r1]], kind="mergesort") + r0
-        tp_s, fp_s = tp_bits[order], fp_bits[order]
-        if n_k == 1:
-            del tp_bits, fp_bits  # sorted copies made: the file-order ones are not needed
-        rank_s = prep.d_rank[order].astype(np.int32)
-        score_s = dt.score[prep.d_rows[order]]
-        del order
+        tp_s, fp_s, rk_s, sc_s = tp_bits[r0:r1], fp_bits[r0:r1], rank_s[r0:r1], score_s[r0:r1]
         npig_k = npig[:, c0:c1].sum(axis=1)
         p_v, r_v, s_v = precision[:, :, k], recall[:, k], scores[:, :, k]
 
-        def work(j0: int, j1: int, tp_s=tp_s, fp_s=fp_s, rank_s=rank_s, score_s=score_s,
+        def work(j0: int, j1: int, tp_s=tp_s, fp_s=fp_s, rk_s=rk_s, sc_s=sc_s,
                  npig_k=npig_k, p_v=p_v, r_v=r_v, s_v=s_v) -> None:
-            core.accumulate_bits(j0, j1, n_t, tp_s, fp_s, rank_s, score_s, max_dets, npig_k,
+            core.accumulate_bits(j0, j1, n_t, tp_s, fp_s, rk_s, sc_s, max_dets, npig_k,
                                  rec, p_v, r_v, s_v)
 
         n_jobs = n_a * n_t
