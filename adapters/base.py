@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-Schedule = Literal["paper", "smoke"]
+Schedule = Literal["paper", "smoke", "cpu"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,9 @@ class Job:
         eval_json: COCO file of the images to predict (the test split by default).
         prompts_json: P2SOD prompt file for point-prompted methods, else None.
         work_dir: a private folder for checkpoints, exported data and logs (resumable).
-        schedule: ``"paper"`` (the paper's 1× = 3 epochs at 1024²) or ``"smoke"`` (CPU-sized).
+        schedule: ``"paper"`` (the paper's 1× = 3 epochs at 1024²), ``"smoke"`` (plumbing only)
+            or ``"cpu"`` (a compute budget of ``extra["minutes"]`` CPU-minutes, CPU-sized inputs
+            and one light backbone for every torchvision-based row; :mod:`baselines.schedules`).
         seed: random seed.
         device: ``"cuda"``, ``"cuda:1"`` or ``"cpu"``.
         env_python: interpreter of a user-named environment for subprocess adapters.

@@ -17,7 +17,7 @@ Predictions come back as COCO results (``[{image_id, category_id, bbox, score}]`
 ``<prefix>.bbox.json``); :func:`detections_from_coco_results` turns them into
 :class:`~adapters.base.Detections`, mapping the exported category ids back.
 
-Image lookup reuses :func:`adapters.torchvision_adapter.image_path` (a light module: torch is
+Image lookup reuses :func:`baselines.data.image_path` (a light module: torch is
 imported only inside its functions).
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from adapters.base import Detections
-from adapters.torchvision_adapter import image_path
+from baselines.data import image_path
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.io import read_json, write_json
 

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Detections, Job, cuda_unavailable
-from adapters.torchvision_adapter import category_map, image_path
+from baselines.data import category_map, image_path
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.io import read_json, write_json
 

@@ -35,7 +35,11 @@ def benchmark(
         "--methods", help="Comma-separated manifest ids (e.g. 15,16,deal).")] = None,
     runs: Annotated[Path, typer.Option("--runs", help="Results store.")] = Path("runs"),
     schedule: Annotated[str, typer.Option(
-        "--schedule", help="paper (1x = 3 epochs at 1024²) or smoke (CPU-sized).")] = "paper",
+        "--schedule", help="paper (1x = 3 epochs at 1024²), smoke (plumbing only) or cpu "
+                           "(a budget of --minutes CPU-minutes per run).")] = "paper",
+    minutes: Annotated[float | None, typer.Option(
+        "--minutes", help="cpu schedule: training budget per run in CPU-minutes (default 4).")
+    ] = None,
     executor: Annotated[str, typer.Option("--executor", help="local or slurm.")] = "local",
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0",
     device: Annotated[str, typer.Option(
@@ -61,6 +65,7 @@ def benchmark(
                         ] = None,
 ) -> None:
     """Run one paradigm's rows of Table I on a built dataset, then print the table."""
+    from baselines.schedules import schedule_label
     from benchmark.manifest import load_methods
     from benchmark.report import report_frame, to_rich
     from benchmark.results import ResultsStore
@@ -71,7 +76,8 @@ def benchmark(
     # The command as parsed (main() may be called with an argv that is not sys.argv).
     command = ["tinyset", "benchmark"]
     for flag, value in (("--data", data), ("--paradigm", paradigm), ("--methods", methods),
-                        ("--runs", runs), ("--schedule", schedule), ("--executor", executor),
+                        ("--runs", runs), ("--schedule", schedule), ("--minutes", minutes),
+                        ("--executor", executor),
                         ("--seeds", seeds), ("--device", device), ("--env-python", env_python),
                         ("--adapter", adapter), ("--settings", settings), ("--split", split),
                         ("--backbone-weights", backbone_weights),
@@ -88,7 +94,14 @@ def benchmark(
         seed_list = [int(s) for s in _split_list(seeds) or ["0"]]
     except ValueError:
         raise TinysetError(f"--seeds {seeds!r}: expected comma-separated integers") from None
-    extra = {"backbone_weights": str(backbone_weights)} if backbone_weights else {}
+    extra: dict[str, object] = ({"backbone_weights": str(backbone_weights)}
+                                if backbone_weights else {})
+    if minutes is not None:
+        if schedule != "cpu":
+            raise TinysetError("--minutes is the cpu schedule's budget: add --schedule cpu")
+        if minutes <= 0:
+            raise TinysetError(f"--minutes {minutes}: the budget must be positive")
+        extra["minutes"] = minutes
     if backbone_weights and not backbone_weights.is_file():
         raise TinysetError(f"--backbone-weights {backbone_weights}: file not found")
     devices = _devices(device)
@@ -98,7 +111,8 @@ def benchmark(
     slurm = {"slurm_partition": slurm_partition} if slurm_partition else {}
     slurm["timeout_min"] = timeout_min
     console.print(f"{len(specs)} run(s) planned for paradigm {paradigm} on {data} "
-                  f"({schedule} schedule, {executor} executor, devices {', '.join(devices)})")
+                  f"({schedule_label(schedule, minutes)} schedule, {executor} executor, "
+                  f"devices {', '.join(devices)})")
     records = run_benchmark(specs, executor=executor, devices=devices,
                             slurm_parameters=slurm,
                             on_done=lambda r: console.print(summary_line(r)))

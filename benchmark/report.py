@@ -53,9 +53,13 @@ def measured(store: ResultsStore) -> Any:
     for (dataset, method, setting), g in runs.groupby(["dataset", "method", "setting"],
                                                       sort=True):
         ok = g[g["kind"] == "ok"]
+        shown = ok if len(ok) else g
         row: dict[str, Any] = {"dataset": dataset, "method": method, "setting": setting,
                                "seeds": len(ok), "status": "ok" if len(ok) else
-                               g.sort_values("seed")["status"].iloc[-1]}
+                               g.sort_values("seed")["status"].iloc[-1],
+                               # what ran: the run's schedule (e.g. "cpu 4 min") and adapter
+                               "run_schedule": ", ".join(sorted(set(shown["schedule"]))),
+                               "impl": ", ".join(sorted(set(shown["adapter"])))}
         for m in (*PAPER_METRICS, "AP"):
             vals = [_percent(v) for v in ok[m]] if m in ok else []
             vals = [v for v in vals if not math.isnan(v)]
@@ -118,7 +122,10 @@ def report_frame(store: ResultsStore, manifest: Manifest | None = None, *, table
                     continue
                 row: dict[str, Any] = {
                     "dataset": dataset, "group": group, "id": m.id, "method": m.name,
-                    "setting": setting, "backbone": m.backbone, "schedule": m.schedule,
+                    "setting": setting, "backbone": m.backbone,
+                    # the manifest's (paper) schedule, unless the run used another one
+                    "schedule": _run_schedule(hit, m.schedule),
+                    "impl": hit["impl"].iloc[0] if len(hit) else m.adapter,
                     "status": hit["status"].iloc[0] if len(hit) else "not run",
                     "seeds": int(hit["seeds"].iloc[0]) if len(hit) else 0}
                 for k in PAPER_METRICS:
@@ -129,6 +136,13 @@ def report_frame(store: ResultsStore, manifest: Manifest | None = None, *, table
                     row[f"{k}_std"] = float(hit[f"{k}_std"].iloc[0]) if len(hit) else math.nan
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _run_schedule(hit: Any, paper_schedule: str) -> str:
+    """``paper`` runs show the manifest's schedule (``1x``); others what ran (``cpu 4 min``)."""
+    if hit.empty or hit["run_schedule"].iloc[0] in ("", "paper"):
+        return paper_schedule
+    return str(hit["run_schedule"].iloc[0])
 
 
 def _layout(manifest: Manifest, meas: Any, table: str,
@@ -161,14 +175,16 @@ def _status(s: str, width: int = _STATUS_WIDTH) -> str:
 def _cells(row: Any) -> list[str]:
     seeds = f" (n={row['seeds']})" if row["seeds"] > 1 else ""
     head = [f"#{row['id']}" if str(row["id"]).isdigit() else str(row["id"]), row["method"],
-            row["setting"], row["backbone"], row["schedule"]]
+            row["impl"], row["setting"], row["backbone"], row["schedule"]]
     metrics = [f"{_num(row[f'{k}_paper'])} / {_num(row[f'{k}_measured'])}"
                for k in PAPER_METRICS]
     return [*head, *metrics, _status(row["status"]) + seeds]
 
 
-HEADERS = ["ID", "Method", "Setting", "Backbone", "Schedule",
+HEADERS = ["ID", "Method", "Impl", "Setting", "Backbone", "Schedule",
            *[f"{k} paper / ours" for k in PAPER_METRICS], "Status"]
+#: Leading text columns of a row (before the metric pairs).
+N_HEAD = 6
 
 
 def _sections(frame: Any) -> list[tuple[str, Any]]:
@@ -181,7 +197,7 @@ def to_markdown(frame: Any, table: str = "I") -> str:
     for dataset, g in _sections(frame):
         out.append(f"### Table {table} on `{dataset}` (paper / measured, %)\n")
         out.append("| " + " | ".join(HEADERS) + " |")
-        out.append("|" + "|".join("---" if i < 5 or i == len(HEADERS) - 1 else "---:"
+        out.append("|" + "|".join("---" if i < N_HEAD or i == len(HEADERS) - 1 else "---:"
                                   for i in range(len(HEADERS))) + "|")
         group = None
         for _, row in g.iterrows():
@@ -206,21 +222,21 @@ def to_latex(frame: Any, table: str = "I") -> str:
     """LaTeX (booktabs): paper and measured values side by side per metric."""
     out = []
     for dataset, g in _sections(frame):
-        cols = "lllll" + "rr" * len(PAPER_METRICS) + "l"
+        cols = "l" * N_HEAD + "rr" * len(PAPER_METRICS) + "l"
         out += [f"% Table {table} on {dataset}: paper / measured (%)",
                 r"\begin{tabular}{" + cols + "}", r"\toprule",
-                "ID & Method & Setting & Backbone & Schedule & " + " & ".join(
+                " & ".join(HEADERS[:N_HEAD]) + " & " + " & ".join(
                     rf"\multicolumn{{2}}{{c}}{{{_tex(k)}}}" for k in PAPER_METRICS)
                 + r" & Status \\",
-                " & " * 5 + " & ".join(["paper & ours"] * len(PAPER_METRICS)) + r" & \\",
+                " & " * N_HEAD + " & ".join(["paper & ours"] * len(PAPER_METRICS)) + r" & \\",
                 r"\midrule"]
         group = None
-        ncols = 5 + 2 * len(PAPER_METRICS) + 1
+        ncols = N_HEAD + 2 * len(PAPER_METRICS) + 1
         for _, row in g.iterrows():
             if row["group"] != group:
                 group = row["group"]
                 out.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{_tex(group)}}}}} \\")
-            head = _cells(row)[:5]
+            head = _cells(row)[:N_HEAD]
             vals = []
             for k in PAPER_METRICS:
                 vals += [_num(row[f"{k}_paper"]), _num(row[f"{k}_measured"])]
@@ -260,7 +276,7 @@ def to_rich(frame: Any, table: str = "I") -> list[Any]:
             style = {"ok": "green", "failed": "red", "unavailable": "yellow"}.get(kind, "dim")
             label = (f"{cells[0]} {cells[1]}" if str(row["id"]).isdigit()
                      else f"{cells[1]} [{row['id']}]")
-            t.add_row(escape(label), escape(cells[2]), *cells[5:-1],
+            t.add_row(escape(label), escape(cells[3]), *cells[N_HEAD:-1],
                       f"[{style}]{escape(_status(cells[-1], 48))}[/{style}]")
         tables.append(t)
     return tables
@@ -368,8 +384,8 @@ def to_html(frame: Any, table: str = "I", title: str = "TinySet benchmark report
             cells = _cells(row)
             cells[-1] = str(row["status"])  # the full reason in HTML
             kind = cells[-1].split(":", 1)[0]
-            tds = [f"<td>{html.escape(c)}</td>" for c in cells[:5]]
-            tds += [f"<td class='n'>{html.escape(c)}</td>" for c in cells[5:-1]]
+            tds = [f"<td>{html.escape(c)}</td>" for c in cells[:N_HEAD]]
+            tds += [f"<td class='n'>{html.escape(c)}</td>" for c in cells[N_HEAD:-1]]
             tds.append(f"<td class='{html.escape(kind)}'>{html.escape(cells[-1])}</td>")
             parts.append("<tr>" + "".join(tds) + "</tr>")
         parts.append("</table>")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import os
 import platform
 import shutil
 import time
@@ -35,6 +36,7 @@ from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any
 
+from baselines.schedules import SCHEDULES, schedule_label
 from benchmark.manifest import Method
 from benchmark.results import PREDICTIONS_FILE, SCHEMA, ResultsStore, RunKey, dataset_key
 from tinyset_builder.built import load_build_record
@@ -62,7 +64,7 @@ class RunSpec:
         dataset: the dataset key (:func:`benchmark.results.dataset_key`).
         variant_dir: the derived variant folder, None for plain settings or if derivation failed.
         variant_error: why derivation failed (the run is then stored as failed).
-        schedule: ``paper`` or ``smoke``.
+        schedule: ``paper``, ``smoke`` or ``cpu`` (its budget: ``extra["minutes"]``).
         split: the split predicted and evaluated (``test`` as in the paper).
         device: ``cpu``, ``cuda``, ``cuda:1`` ...
         env_python: interpreter of a user-named environment for subprocess adapters.
@@ -129,8 +131,8 @@ def plan(methods: Iterable[Method], data_dir: Path, runs_dir: Path, *,
     """
     check_dataset(data_dir, split)
     check_env_python(env_python)
-    if schedule not in ("paper", "smoke"):
-        raise TinysetError(f"unknown schedule {schedule!r}; choose paper or smoke")
+    if schedule not in SCHEDULES:
+        raise TinysetError(f"unknown schedule {schedule!r}; choose {', '.join(SCHEDULES)}")
     key = dataset_key(data_dir)
     specs = []
     for m in methods:
@@ -263,7 +265,8 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     (run_dir / "error.log").unlink(missing_ok=True)
     record: dict[str, Any] = {
         "schema": SCHEMA, "key": spec.key.to_dict(), "method": dict(spec.method),
-        "status": "", "metrics": None, "notes": {}, "schedule": spec.schedule,
+        "status": "", "metrics": None, "notes": {},
+        "schedule": schedule_label(spec.schedule, spec.extra.get("minutes")),
         "split": spec.split, "data_dir": str(spec.data_dir), "predictions": None,
         "command": list(spec.command),
         "config": {"setting": spec.setting, "seed": spec.seed, "device": spec.device,
@@ -329,12 +332,24 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # executors
 
-def _run_on_free_device(spec: RunSpec, free: Any) -> dict[str, Any]:
+def _run_on_free_device(spec: RunSpec, free: Any, cpu_threads: int) -> dict[str, Any]:
     device = free.get()
+    if device == "cpu":
+        _limit_cpu_threads(cpu_threads)
     try:
         return execute_run(replace(spec, device=device))
     finally:
         free.put(device)
+
+
+def _limit_cpu_threads(threads: int) -> None:
+    """Share the cores between runs that train on the CPU side by side (no oversubscription)."""
+    from tinyset_builder._imports import is_available
+
+    if is_available("torch"):
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def run_local(specs: Sequence[RunSpec], devices: Sequence[str] = ("cpu",),
@@ -363,8 +378,10 @@ def run_local(specs: Sequence[RunSpec], devices: Sequence[str] = ("cpu",),
             free = manager.Queue()
             for d in devices:
                 free.put(d)
+            cpu_threads = max(1, (os.cpu_count() or 1) // max(1, list(devices).count("cpu")))
             with ProcessPoolExecutor(len(devices), mp_context=ctx) as pool:
-                futures = [pool.submit(_run_on_free_device, s, free) for s in specs]
+                futures = [pool.submit(_run_on_free_device, s, free, cpu_threads)
+                           for s in specs]
                 for fut in as_completed(futures):
                     records.append(fut.result())
                     if on_done:

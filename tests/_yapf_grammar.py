@@ -22,9 +22,9 @@ def _purge() -> None:
 
 
 def prime_yapf_grammar() -> None:
-    """Load (and if needed regenerate) yapf's grammar pickles in this process; no-op without yapf."""
+    """Load (or regenerate) yapf's grammar pickles in this process; a no-op without yapf."""
     try:
-        import yapf  # noqa: F401  (as mmengine does: loads, or writes, the grammar pickles)
+        import yapf
     except ModuleNotFoundError:
         return
     except (EOFError, pickle.UnpicklingError, ValueError, AttributeError):

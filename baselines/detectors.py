@@ -1,0 +1,137 @@
+"""torchvision detectors adapted to tiny objects: Faster R-CNN, RetinaNet and FCOS.
+
+What is changed from torchvision's COCO defaults, and why (AI-TOD-style configs, methods.md §2.1):
+
+* **levels**: Faster R-CNN keeps P2–P6; RetinaNet and FCOS get a **P2** level too (P2–P7, strides
+  4–128) because a 4–16 px object leaves nothing on a stride-8 map;
+* **anchors** scaled down to the objects: Faster R-CNN 8–128 px (3 ratios), RetinaNet
+  ``2·stride`` with 3 octave scales (8–256 px), FCOS size ranges starting at stride 4;
+* **up to 3,000 detections per image** (the evaluator's largest maxDets), the RPN keeps 3,000
+  proposals at test time, low score thresholds so AP sees the whole precision-recall curve;
+* **input** ``size × size`` without resizing up or down (``min_size = max_size = size``): training
+  crops and 1024² test tiles pass at their own scale.
+
+Backbones: ResNet-50 (the paper's) or ResNet-18 (the CPU schedule's light backbone), each from a
+**local** ImageNet ``state_dict`` when given (torchvision's downloader is never used), else random
+initialisation. The FPN width is configurable (256 as in the paper; narrower on CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tinyset_builder.errors import TinysetError
+
+MODELS = ("retinanet", "faster_rcnn", "fcos")
+#: Backbone name -> (torchvision constructor, channels of layer1..layer4).
+BACKBONES: dict[str, tuple[str, tuple[int, int, int, int]]] = {
+    "resnet18": ("resnet18", (64, 128, 256, 512)),
+    "resnet34": ("resnet34", (64, 128, 256, 512)),
+    "resnet50": ("resnet50", (256, 512, 1024, 2048)),
+}
+MAX_DETECTIONS = 3000
+STRIDES = (4, 8, 16, 32, 64, 128)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSpec:
+    """Everything that shapes a detector's modules (weights aside).
+
+    Attributes:
+        model: ``faster_rcnn``, ``retinanet`` or ``fcos``.
+        num_classes: object classes (background excluded).
+        size: input side the transform resizes to (no resizing when inputs already have it).
+        backbone: a key of :data:`BACKBONES`.
+        fpn_channels: FPN width.
+        backbone_weights: local ImageNet ``state_dict`` file, or None (random init).
+        frozen_bn: frozen batch norm and frozen stem/layer1 (default: when pretrained).
+        roi_batch: RoIs sampled per image for Faster R-CNN's box head (mmdet's 512).
+        test_proposals: RPN proposals kept per image at test time.
+    """
+
+    model: str
+    num_classes: int
+    size: int
+    backbone: str = "resnet50"
+    fpn_channels: int = 256
+    backbone_weights: str | None = None
+    frozen_bn: bool | None = None
+    roi_batch: int = 512
+    test_proposals: int = 3000
+
+
+def _body(spec: DetectorSpec) -> Any:
+    import torch
+    import torchvision.models as tvm
+    from torch import nn
+    from torchvision.ops import FrozenBatchNorm2d
+
+    if spec.backbone not in BACKBONES:
+        raise TinysetError(f"unknown backbone {spec.backbone!r} ({', '.join(BACKBONES)})")
+    pretrained = spec.backbone_weights is not None
+    frozen = pretrained if spec.frozen_bn is None else spec.frozen_bn
+    ctor = getattr(tvm, BACKBONES[spec.backbone][0])
+    body = ctor(weights=None, norm_layer=FrozenBatchNorm2d if frozen else nn.BatchNorm2d)
+    if pretrained:
+        state = torch.load(spec.backbone_weights, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, _ = body.load_state_dict(state, strict=False)
+        if [k for k in missing if not k.startswith("fc.")]:
+            raise TinysetError(f"{spec.backbone_weights}: not a {spec.backbone} state_dict "
+                               f"({len(missing)} missing keys, e.g. {missing[0]})")
+    if frozen:  # as torchvision does for ImageNet weights: freeze the stem and layer1
+        for pname, p in body.named_parameters():
+            if not pname.startswith(("layer2", "layer3", "layer4")):
+                p.requires_grad_(False)
+    return body
+
+
+def build_backbone(spec: DetectorSpec, extra: str = "maxpool") -> Any:
+    """ResNet + FPN returning P2..P6 (``extra="maxpool"``) or P2..P7 (``extra="p6p7"``)."""
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+    returned = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
+    channels = list(BACKBONES[spec.backbone][1]) if spec.backbone in BACKBONES else []
+    blocks = (LastLevelMaxPool() if extra == "maxpool"
+              else LastLevelP6P7(spec.fpn_channels, spec.fpn_channels))
+    return BackboneWithFPN(_body(spec), returned, channels, spec.fpn_channels,
+                           extra_blocks=blocks)
+
+
+def build_detector(spec: DetectorSpec, backbone: Any = None) -> Any:
+    """A torchvision detector adapted to tiny objects (see the module docstring).
+
+    Args:
+        spec: the detector's shape.
+        backbone: a ready backbone with ``out_channels`` (e.g. an HS-FPN neck); default: ResNet-FPN
+            from ``spec``.
+    """
+    from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    if spec.model not in MODELS:
+        raise TinysetError(f"unknown model {spec.model!r} ({', '.join(MODELS)})")
+    common = {"min_size": spec.size, "max_size": spec.size}
+    if spec.model == "faster_rcnn":
+        backbone = backbone or build_backbone(spec, "maxpool")
+        anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 5)
+        train_top_n = 3000 if spec.roi_batch >= 512 else 4 * spec.roi_batch
+        return FasterRCNN(backbone, spec.num_classes + 1, rpn_anchor_generator=anchors,
+                          rpn_pre_nms_top_n_train=3000, rpn_post_nms_top_n_train=train_top_n,
+                          rpn_pre_nms_top_n_test=max(3000, spec.test_proposals),
+                          rpn_post_nms_top_n_test=spec.test_proposals,
+                          box_detections_per_img=MAX_DETECTIONS, box_score_thresh=0.001,
+                          box_batch_size_per_image=spec.roi_batch, **common)
+    backbone = backbone or build_backbone(spec, "p6p7")  # P2..P7
+    if spec.model == "retinanet":
+        sizes = tuple((2 * s, round(2 * s * 2 ** (1 / 3)), round(2 * s * 2 ** (2 / 3)))
+                      for s in STRIDES)
+        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(STRIDES))
+        return RetinaNet(backbone, spec.num_classes + 1, anchor_generator=anchors,
+                         score_thresh=0.01, detections_per_img=MAX_DETECTIONS,
+                         topk_candidates=MAX_DETECTIONS, **common)
+    anchors = AnchorGenerator(tuple((s,) for s in STRIDES), ((1.0,),) * len(STRIDES))
+    return FCOS(backbone, spec.num_classes + 1, anchor_generator=anchors, score_thresh=0.01,
+                detections_per_img=MAX_DETECTIONS, topk_candidates=MAX_DETECTIONS, **common)

@@ -1,0 +1,97 @@
+"""Train a detector on labelled samples under a plan, save it, load it, predict with it.
+
+The plain baselines of Table I are exactly this; the label-efficient methods reuse its pieces
+(the detector spec of a plan, saving and loading, prediction on whole tiles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from baselines.data import Sample, read_tensor, training_batch
+from baselines.detectors import DetectorSpec, build_detector
+from baselines.schedules import TrainPlan
+from baselines.train import FitResult, fit
+
+#: A finished model's file name inside a run's work folder.
+FINAL = "model.pt"
+
+
+def detector_spec(plan: TrainPlan, model: str, num_classes: int, *, train: bool = True,
+                  ) -> DetectorSpec:
+    """The detector a plan trains (``train=True``: crop-sized input) or tests (tile-sized)."""
+    size = (plan.crop or plan.test_size) if train else plan.test_size
+    return DetectorSpec(model=model, num_classes=num_classes, size=size, backbone=plan.backbone,
+                        fpn_channels=plan.fpn_channels, backbone_weights=plan.backbone_weights,
+                        roi_batch=plan.roi_batch, test_proposals=plan.test_proposals)
+
+
+def train_detector(samples: list[Sample], plan: TrainPlan, spec: DetectorSpec, work_dir: Path,
+                   *, seed: int, device: str, config: Mapping[str, Any]) -> tuple[Any, FitResult]:
+    """Plain supervised training of ``spec`` on ``samples`` (resumable; see :func:`fit`)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = build_detector(spec).to(device)
+
+    def step(it: int) -> Mapping[str, Any]:
+        images, targets = training_batch(samples, it, batch_size=plan.batch_size,
+                                         crop=plan.crop, seed=seed, device=device)
+        return model(images, targets)
+
+    return model, fit(model, step, plan, work_dir, seed=seed, config=config)
+
+
+def save_model(path: Path, model: Any, spec: DetectorSpec, config: Mapping[str, Any],
+               stats: Mapping[str, Any]) -> None:
+    """Write a finished model with what built it (atomic)."""
+    import dataclasses
+
+    import torch
+
+    from tinyset_builder.io import atomic_path
+
+    with atomic_path(path, fsync=False) as tmp:
+        torch.save({"config": dict(config), "spec": dataclasses.asdict(spec),
+                    "model": model.state_dict(), "train_stats": dict(stats)}, tmp)
+
+
+def read_saved(path: Path) -> dict[str, Any]:
+    """A saved model's record (config, spec, weights, stats)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_for_test(saved: Mapping[str, Any], test_size: int, device: str) -> Any:
+    """Rebuild a saved detector for ``test_size`` inputs, in eval mode on ``device``."""
+    import dataclasses
+
+    spec = DetectorSpec(**saved["spec"])
+    # Weights come from the checkpoint; keep the frozen-BN layout the weights were trained with.
+    spec = dataclasses.replace(spec, size=test_size, backbone_weights=None,
+                               frozen_bn=saved["spec"]["backbone_weights"] is not None)
+    model = build_detector(spec)
+    model.load_state_dict(saved["model"])
+    return model.to(device).eval()
+
+
+def predict_samples(model: Any, samples: list[Sample], device: str,
+                    ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(image_id, xyxy float32, scores float32, model labels int64)`` for every sample."""
+    import torch
+
+    from tinyset_builder.progress import track
+
+    out = []
+    with torch.inference_mode():
+        for s in track(samples, f"predicting {len(samples)} images"):
+            res = model([read_tensor(s.path).to(device)])[0]
+            out.append((s.image_id, res["boxes"].cpu().numpy().astype(np.float32),
+                        res["scores"].cpu().numpy().astype(np.float32),
+                        res["labels"].cpu().numpy().astype(np.int64)))
+    return out

@@ -1,0 +1,149 @@
+"""baselines' shared core: crops, step draws, schedules, the cpu budget and exact resume."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
+from bench_fixture import write_tiny_dataset
+
+from baselines.data import batch_indices, crop_boxes, crop_window, load_samples
+from baselines.schedules import (
+    REFERENCE_FLOPS_PER_CPU_SECOND,
+    lr_factor,
+    resolve_plan,
+    schedule_label,
+    warmup_steps,
+)
+from tinyset_builder.errors import TinysetError
+
+torch = pytest.importorskip("torch")
+
+
+def test_crop_boxes_shift_clip_and_keep_half_visible() -> None:
+    boxes = np.array([[10, 10, 20, 20],     # inside
+                      [95, 10, 115, 20],    # 5 of 20 px wide visible: dropped
+                      [90, 10, 110, 20],    # exactly half visible: kept, clipped
+                      [200, 200, 210, 210]], np.float32)  # outside
+    kept, labels, mask = crop_boxes(boxes, np.arange(4), top=0, left=0, size=100)
+    assert mask.tolist() == [True, False, True, False] and labels.tolist() == [0, 2]
+    assert kept.tolist() == [[10, 10, 20, 20], [90, 10, 100, 20]]
+    shifted, _, _ = crop_boxes(boxes[:1], np.zeros(1, np.int64), top=5, left=8, size=100)
+    assert shifted.tolist() == [[2, 5, 12, 15]]
+
+
+def test_object_biased_crop_holds_the_chosen_object() -> None:
+    box = np.array([[700.0, 300.0, 712.0, 310.0]], np.float32)
+    for seed in range(50):
+        top, left = crop_window(1024, 1024, box, 256, np.random.default_rng(seed), 1.0)
+        assert left <= 700 and left + 256 >= 712 and top <= 300 and top + 256 >= 310
+        assert 0 <= top <= 768 and 0 <= left <= 768
+
+
+def test_batch_indices_are_epoch_permutations_and_pure() -> None:
+    n, batch = 7, 3
+    flat = [i for it in range(7) for i in batch_indices(n, it, batch, seed=4)]
+    for epoch in range(3):  # every epoch visits every image once
+        assert sorted(flat[epoch * n:(epoch + 1) * n]) == list(range(n))
+    assert batch_indices(n, 5, batch, seed=4) == flat[15:18]
+    assert batch_indices(n, 0, batch, seed=5) != batch_indices(n, 0, batch, seed=4)
+
+
+def test_schedules_defaults_and_overrides() -> None:
+    paper = resolve_plan("paper", {}, n_images=4, epochs=3.0)
+    # 1x = 3 epochs of 4 images at batch 2, ResNet-50-FPN, the paper's 1024² input.
+    assert (paper.iterations, paper.crop, paper.test_size, paper.backbone, paper.optimizer) == (
+        6, None, 1024, "resnet50", "sgd")
+    assert resolve_plan("paper", {}, n_images=4, epochs=6.0).iterations == 12
+    smoke = resolve_plan("smoke", {"smoke_iters": 3}, n_images=4)
+    assert (smoke.iterations, smoke.test_size, smoke.roi_batch) == (3, 128, 64)
+    cpu = resolve_plan("cpu", {"minutes": 2}, n_images=4)
+    assert (cpu.iterations, cpu.budget_minutes, cpu.crop, cpu.test_size, cpu.backbone) == (
+        None, 2.0, 256, 1024, "resnet18")
+    assert cpu.label() == "cpu 2 min" == schedule_label("cpu", 2.0)
+    assert schedule_label("cpu") == "cpu 4 min" and schedule_label("paper") == "paper"
+    # the budget buys floor(budget·rate / flops per step) steps, at least one
+    per_step = REFERENCE_FLOPS_PER_CPU_SECOND * 0.5  # half a reference CPU-second per step
+    assert cpu.steps_for(per_step) == 240
+    assert cpu.steps_for(1e30) == 1
+    assert replace(cpu, iterations=7).steps_for(per_step) == 7
+    assert resolve_plan("cpu", {"backbone": "resnet50", "crop": 192}, n_images=1).crop == 192
+    with pytest.raises(TinysetError, match="unknown schedule 'fast'"):
+        resolve_plan("fast", {}, n_images=1)
+    with pytest.raises(TinysetError, match="budget must be positive"):
+        resolve_plan("cpu", {"minutes": 0}, n_images=1)
+    with pytest.raises(TinysetError, match="unknown optimizer"):
+        resolve_plan("cpu", {"optimizer": "lion"}, n_images=1)
+
+
+def test_lr_schedule_warms_up_from_step_zero_whatever_the_length() -> None:
+    assert all(lr_factor(0, total, warmup_steps(total)) == pytest.approx(0.001)
+               for total in (1, 2, 5, 100, 10_000))
+    assert lr_factor(50, 90, warmup_steps(90)) == 1.0
+    assert lr_factor(60, 90, warmup_steps(90)) == pytest.approx(0.1)
+    assert lr_factor(80, 90, warmup_steps(90)) == pytest.approx(0.01)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("core") / "tiny", size=96,
+                              counts={"train": 3, "val": 1, "test": 1}, objects=4)
+
+
+def _train(tiny: Path, work: Path, plan, interrupt_at: int | None = None):
+    from baselines.detectors import DetectorSpec
+    from baselines.supervised import train_detector
+
+    torch.set_num_threads(1)
+    samples, _ = load_samples(tiny / "annotations" / "train.json", tiny)
+    spec = DetectorSpec("faster_rcnn", 1, 64, backbone="resnet18", fpn_channels=16,
+                        roi_batch=16, test_proposals=50)
+    if interrupt_at is not None:  # stop the process-like run at a given step
+        import baselines.supervised as sup
+
+        real = sup.training_batch
+
+        def flaky(*args, **kwargs):
+            if args[1] == interrupt_at:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        sup.training_batch = flaky
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                train_detector(samples, plan, spec, work, seed=3, device="cpu", config={"a": 1})
+        finally:
+            sup.training_batch = real
+    return train_detector(samples, plan, spec, work, seed=3, device="cpu", config={"a": 1})
+
+
+@pytest.mark.slow
+def test_resumed_training_equals_uninterrupted_training(tiny: Path, tmp_path: Path) -> None:
+    plan = replace(resolve_plan("cpu", {}, n_images=3), crop=64, iterations=8, batch_size=2)
+    whole, res = _train(tiny, tmp_path / "whole", plan)
+    assert res.iterations == 8 and res.resumed_from is None
+    resumed, res2 = _train(tiny, tmp_path / "resumed", plan, interrupt_at=6)
+    assert res2.resumed_from == 6  # checkpoints every total//4 = 2 steps: 6 saved, step 6 not run
+    assert res2.losses == res.losses
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    init, _ = _train(tiny, tmp_path / "none", replace(plan, iterations=0))
+    changed = init.state_dict()
+    assert any(not torch.equal(a[k], changed[k]) for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.slow
+def test_cpu_budget_counts_step_zero_and_is_deterministic(tiny: Path, tmp_path: Path) -> None:
+    plan = replace(resolve_plan("cpu", {"minutes": 1e-4}, n_images=3), crop=64, batch_size=1)
+    m1, r1 = _train(tiny, tmp_path / "a", plan)
+    m2, r2 = _train(tiny, tmp_path / "b", plan)
+    assert r1.flops_per_step and r1.flops_per_step == r2.flops_per_step
+    assert r1.iterations == max(1, int(1e-4 * 60 * REFERENCE_FLOPS_PER_CPU_SECOND
+                                       // r1.flops_per_step))
+    assert r1.losses == r2.losses
+    assert all(torch.equal(v, m2.state_dict()[k]) for k, v in m1.state_dict().items())
