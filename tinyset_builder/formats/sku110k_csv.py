@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyset_builder.errors import ErrorPolicy, where
-from tinyset_builder.formats.text import read_text_or_skip
+from tinyset_builder.formats.text import read_text_or_skip, split_lines
 
 COLUMNS = ("image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height")
 
@@ -38,7 +38,7 @@ def read_sku110k_csv(path: Path, policy: ErrorPolicy) -> list[SkuRow]:
     if text is None:
         return []
     rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(split_lines(text), start=1):
         # One physical line at a time, so a malformed row (e.g. an unterminated quote running
         # past csv's 128 kB field limit) is one bad record, not a csv.Error for the whole file.
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def read_text_or_skip(path: Path, policy: ErrorPolicy, *, encoding: str = "utf-8
         return None
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` cut at line breaks (``\\n``, ``\\r\\n``, ``\\r``) only, so line numbers are the ones
+    an editor shows. (``str.splitlines`` also breaks at form feeds, ``\\x1c``-``\\x1e``, ``\\x85``
+    and U+2028/9, which would shift every later line number and cut a record in two.)"""
+    return _LINE_BREAK.split(text)
+
+
 def read_lines(path: Path, policy: ErrorPolicy, *, encoding: str = "utf-8-sig",
                ) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, stripped_text)`` for every non-blank line (1-based numbers).
@@ -43,7 +54,7 @@ def read_lines(path: Path, policy: ErrorPolicy, *, encoding: str = "utf-8-sig",
     text = read_text_or_skip(path, policy, encoding=encoding)
     if text is None:
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(split_lines(text), start=1):
         line = line.strip()
         if line:
             yield lineno, line

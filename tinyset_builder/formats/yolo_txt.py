@@ -111,7 +111,8 @@ def read_class_names(path: Path) -> list[str]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
-        raise SourceError(f"{path}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # PyYAML: multi-line
+        raise SourceError(f"{path}{at}: not valid YAML ({problem})") from None
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
