@@ -16,10 +16,21 @@ from hypothesis import strategies as st
 
 from tinyset_builder.errors import ErrorPolicy, TinysetError
 
-#: Inputs tried per reader in this session (reported by conftest's terminal summary).
+#: Generated inputs per reader in this session, and those of them that were hostile: the code
+#: under test refused them in whole or in part (a one-line error, or a counted skip). Valid
+#: inputs the generators also produce count in TRIED only. Printed at the end of every run by
+#: ``tests/conftest.py`` (gathered from all xdist workers).
 TRIED: Counter[str] = Counter()
-#: SIGKILLed runs that resumed to identical results, per command.
+HOSTILE: Counter[str] = Counter()
+#: SIGKILLs that landed mid-run, per command (each followed by a resume to identical output).
 CRASHES: Counter[str] = Counter()
+
+
+def tried(name: str, refused: bool) -> None:
+    """Count one generated input of reader ``name``; as hostile if it was ``refused``."""
+    TRIED[name] += 1
+    if refused:
+        HOSTILE[name] += 1
 
 #: Numbers that break naive parsers: NaN/inf, huge, negative, zero, float noise.
 HOSTILE_NUMBERS = ["nan", "NaN", "inf", "-inf", "Infinity", "1e309", "-1e309", "1e308",
@@ -89,11 +100,13 @@ def line_numbers(locations: list[str], path: Path) -> list[int]:
 
 def nonblank_lines(data: bytes) -> list[int] | None:
     """1-based numbers of non-blank lines as the text readers see them; None if not UTF-8."""
+    from tinyset_builder.formats.text import split_lines
+
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return None
-    return [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return [i for i, line in enumerate(split_lines(text), start=1) if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _hostile import ROOT, TINYSET, TRIED, assert_no_secret, check_error, cli_env, run_cli
+from _hostile import ROOT, TINYSET, assert_no_secret, check_error, cli_env, run_cli, tried
 
-from tinyset_builder.sources import SOURCES, synthesize_sources
+from tinyset_builder.errors import TinysetError
+from tinyset_builder.sources import SOURCES, Conversion, convert_source, synthesize_sources
 
 pytestmark = pytest.mark.slow
 
@@ -145,35 +146,57 @@ NATIVE_SUFFIXES = {".json", ".txt", ".xml", ".csv", ".odgt", ".yaml", ".yml"}
 MUTATIONS = [b"NaN", b"-1e400", b"1e308", b"-5", b"0", b'"x"', b"null", b"9" * 25, b"[]"]
 
 
-def _mutate(data: bytes, rng: random.Random) -> bytes:
+#: Damage that keeps the number of records: every record is still there, so each one must come
+#: out, be counted as dropped, or be counted as a skip.
+SAME_RECORDS = ("number", "climbing name")
+
+
+def _mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
+    """One kind of damage, and the damaged bytes."""
     kind = rng.randrange(6)
-    if kind == 0:  # truncated (an interrupted download)
-        return data[: rng.randrange(len(data) + 1)]
-    if kind == 1:  # one number replaced by a hostile value
+    if kind == 0:  # an interrupted download
+        return "truncated", data[: rng.randrange(len(data) + 1)]
+    if kind == 1:
         nums = list(re.finditer(rb"-?\d+(\.\d+)?", data))
         if nums:
             m = rng.choice(nums)
-            return data[:m.start()] + rng.choice(MUTATIONS) + data[m.end():]
-    if kind == 2:  # garbage inserted
+            return "number", data[:m.start()] + rng.choice(MUTATIONS) + data[m.end():]
+    if kind == 2:
         i = rng.randrange(len(data) + 1)
-        return data[:i] + rng.choice([b"\n,,,\n", b"\xff\xfe", b"\x00", b'"', b"<", b"{",
-                                      b"\n../../etc/passwd\n"]) + data[i:]
-    if kind == 3:  # an image name that climbs out of the root
-        return data.replace(b".jpg", b"/../../../x.jpg", 1)
-    if kind == 4:  # lines in another order
+        return "garbage", data[:i] + rng.choice([b"\n,,,\n", b"\xff\xfe", b"\x00", b'"', b"<",
+                                                 b"{", b"\n../../etc/passwd\n"]) + data[i:]
+    if kind == 3:
+        return "climbing name", data.replace(b".jpg", b"/../../../x.jpg", 1)
+    if kind == 4:
         lines = data.split(b"\n")
         rng.shuffle(lines)
-        return b"\n".join(lines)
-    return b""
+        return "shuffled", b"\n".join(lines)
+    return "emptied", b""
+
+
+def _out_and_dropped(conv: Conversion) -> int:
+    """Records that came out, or were counted as dropped (e.g. with a refused image)."""
+    return len(conv.dataset.annotations) + sum(n for k, n in conv.counts.items()
+                                               if k.startswith("dropped_"))
 
 
 def test_converters_on_damaged_native_files(demo_raw: tuple[Path, dict[str, Any]],
                                             tmp_path: Path) -> None:
-    """A damaged annotation file of any source gives a converted dataset or one line."""
-    from tinyset_builder.sources import convert_source
+    """A damaged annotation file of any source, converted with both policies.
 
+    - ``raise``: a one-line error that names the damaged file, and the record in it when the
+      damage is one record's (a number replaced, a climbing image name; a class list's problems
+      are the file's);
+    - ``skip``: no exception, except the one-line error of a file no policy can skip (the class
+      list ``data.yaml``: without it no label means anything), naming it; otherwise records out +
+      dropped never exceed the records in, and when the damage keeps every record (a number
+      replaced, a climbing name), each record missing from the output is a counted skip (a
+      refused image counts one skip and drops its records as ``dropped_with_bad_image``, hence
+      "at most").
+    """
     raw, _ = demo_raw
     for name in SOURCES:
+        records_in = _out_and_dropped(convert_source(name, raw, on_error="skip"))
         files = sorted(p for p in (raw / name).rglob("*")
                        if p.is_file() and p.suffix.lower() in NATIVE_SUFFIXES)
         assert files, name
@@ -182,11 +205,29 @@ def test_converters_on_damaged_native_files(demo_raw: tuple[Path, dict[str, Any]
             work = tmp_path / f"{name}-{trial}"
             shutil.copytree(raw / name, work / name)
             victim = work / name / rng.choice(files).relative_to(raw / name)
-            victim.write_bytes(_mutate(victim.read_bytes(), rng))
-            TRIED["converters"] += 1
-            for mode in ("raise", "skip"):
-                try:
-                    convert_source(name, work, on_error=mode)  # type: ignore[arg-type]
-                except Exception as e:
-                    check_error(e, work / name)
+            kind, data = _mutate(victim.read_bytes(), rng)
+            victim.write_bytes(data)
+            case = f"{name}: {victim.relative_to(work)} {kind}"
+            raised = False
+            try:
+                convert_source(name, work, on_error="raise")
+            except Exception as e:
+                raised = True
+                check_error(e, victim)
+                if kind in SAME_RECORDS and victim.suffix != ".yaml":
+                    assert re.match(re.escape(str(victim)) + r":\S", str(e)), (case, str(e))
+            try:
+                conv = convert_source(name, work, on_error="skip")
+            except TinysetError as e:  # only a file no policy can skip
+                check_error(e, victim)
+                assert victim.name == "data.yaml", (case, str(e))
+                tried("converters", True)
+                shutil.rmtree(work)
+                continue
+            skipped = sum(conv.skipped.values())
+            tried("converters", raised or skipped > 0)
+            out = _out_and_dropped(conv)
+            assert out <= records_in, case
+            if kind in SAME_RECORDS:
+                assert records_in - out <= skipped, (case, records_in, out, conv.skipped)
             shutil.rmtree(work)

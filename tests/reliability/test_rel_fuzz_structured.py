@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _hostile import TRIED, RecordingPolicy, any_float, check_error, hostile_bytes
+from _hostile import RecordingPolicy, any_float, check_error, hostile_bytes, tried
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -78,13 +78,13 @@ def test_coco_json_every_annotation_kept_or_counted(tmp_path_factory: pytest.Tem
         doc["annotations"] = {str(k): a for k, a in enumerate(doc["annotations"])}
     data = garbage if whole == 0 else json.dumps(doc).encode()
     path = _write(tmp_path_factory, "instances.json", data)
-    TRIED["coco_json"] += 1
     try:
         coco_json.read_coco_json(path, ErrorPolicy("raise"))
     except Exception as e:
         check_error(e, path)
     policy = RecordingPolicy("skip")
     parsed = coco_json.read_coco_json(path, policy)
+    tried("coco_json", bool(policy.locations))
     if parsed is None:  # the file as a whole was refused, and that was counted
         assert policy.locations and policy.locations[0].startswith(str(path))
         return
@@ -121,13 +121,13 @@ def test_soda_a_every_polygon_kept_or_counted(tmp_path_factory: pytest.TempPathF
                                               garbage: bytes) -> None:
     data = garbage if whole == 0 else json.dumps(doc).encode()
     path = _write(tmp_path_factory, "00001.json", data)
-    TRIED["soda_a"] += 1
     try:
         soda_poly_json.read_soda_a_json(path, ErrorPolicy("raise"))
     except Exception as e:
         check_error(e, path)
     policy = RecordingPolicy("skip")
     parsed = soda_poly_json.read_soda_a_json(path, policy)
+    tried("soda_a", bool(policy.locations))
     if parsed is None:
         assert len(policy.locations) == 1
         return
@@ -169,13 +169,13 @@ def test_voc_xml_every_object_kept_or_counted(tmp_path_factory: pytest.TempPathF
            f"<height>{escape(wh[1])}</height></size>{''.join(objects)}</annotation>")
     data = garbage if whole == 0 else (doc[: len(doc) // 2] if whole == 1 else doc).encode()
     path = _write(tmp_path_factory, "a.xml", data)
-    TRIED["voc_xml"] += 1
     try:
         voc_xml.read_voc_xml(path, ErrorPolicy("raise"))
     except Exception as e:
         check_error(e, path)
     policy = RecordingPolicy("skip")
     parsed = voc_xml.read_voc_xml(path, policy)
+    tried("voc_xml", bool(policy.locations))
     if parsed is None:
         assert len(policy.locations) == 1
         return
@@ -204,12 +204,13 @@ def _png(arr: np.ndarray) -> bytes:
 def test_label_masks_decode_or_one_line_error(tmp_path_factory: pytest.TempPathFactory,
                                               data: bytes) -> None:
     path = _write(tmp_path_factory, "mask.png", data)
-    TRIED["masks"] += 1
     try:
         arr = masks.read_label_image(path)
     except Exception as e:
         check_error(e, path)
+        tried("masks", True)
         return
+    tried("masks", False)
     boxes, _small = masks.binary_mask_boxes(arr)
     assert all(b.xywh[2] > 0 and b.xywh[3] > 0 for b in boxes)
 
@@ -221,7 +222,6 @@ def test_binary_mask_components_all_accounted(mask: np.ndarray, min_area: int) -
     """Every 8-connected component is a box or counted as too small: none vanishes."""
     from scipy import ndimage
 
-    TRIED["masks"] += 1
     _, n = ndimage.label(mask > 0, structure=np.ones((3, 3), bool))
     boxes, small = masks.binary_mask_boxes(mask, min_area=min_area)
     assert len(boxes) + small == n
@@ -244,10 +244,10 @@ def test_assembler_every_box_added_or_counted(tmp_path_factory: pytest.TempPathF
     asm = SourceAssembler(info, root, policy)
     image = asm.add_image("a.jpg", split="train", width=640, height=480)
     assert image is not None
-    TRIED["assembler"] += 1
     added = sum(asm.add_box(image, tuple(b), c, location=f"a.txt:{k}")  # type: ignore[arg-type]
                 for k, (b, c) in enumerate(boxes, start=1))
     ds = asm.finish()
+    tried("assembler", policy.total_skipped > 0)
     assert added == len(ds.annotations)
     assert len(ds.annotations) + policy.total_skipped == len(boxes)
     for a in ds.annotations:
@@ -297,14 +297,16 @@ def test_evaluator_inputs_evaluate_or_one_line_error(tmp_path_factory: pytest.Te
     dt_path.write_bytes(garbage if whole == 0 else json.dumps(dts).encode())
     if whole == 1:
         gt_path.write_bytes(garbage)
-    TRIED["evaluator"] += 1
+    refused = False
     for g, d in ((gt_path, dt_path), (gt, dts)):
         try:
             metrics = evaluate(g, d)
         except Exception as e:
+            refused = True
             check_error(e, "")  # a one-line TinysetError ...
             if g is gt_path:  # ... that names the file it is about
                 assert str(gt_path) in str(e) or str(dt_path) in str(e), str(e)
             continue
         assert all(v == -1 or 0 <= v <= 1 for k, v in metrics.items()
                    if k.startswith(("AP", "AR")) and isinstance(v, float))
+    tried("evaluator", refused)
