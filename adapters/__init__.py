@@ -18,6 +18,7 @@ ADAPTERS: dict[str, str] = {
     "external": "adapters.external:ExternalAdapter",
     "zeroshot": "adapters.zeroshot:ZeroShotAdapter",
     "deal": "adapters.deal_adapter:DealAdapter",
+    "native": "adapters.native:NativeAdapter",
 }
 
 
