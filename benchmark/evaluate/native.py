@@ -75,33 +75,63 @@ class _Prepared:
     d_rank: np.ndarray   # position of each detection within its cell (score order)
 
 
+def _cells(g_key: np.ndarray, d_key: np.ndarray, n_keys: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct keys of GT and detections, and each row's index among them."""
+    if n_keys <= 4 * (len(g_key) + len(d_key)) + 1024:  # small key space: a lookup table
+        present = np.zeros(n_keys, bool)
+        present[g_key] = True
+        present[d_key] = True
+        cells = np.flatnonzero(present)
+        index = np.cumsum(present) - 1
+        del present
+        return cells, index[g_key], index[d_key]
+    cells = np.union1d(np.unique(g_key), np.unique(d_key))
+    return cells, np.searchsorted(cells, g_key), np.searchsorted(cells, d_key)
+
+
 def _prepare(gt: GroundTruth, dt: Detections, units: Units, class_agnostic: bool,
              max_det: int | None) -> _Prepared:
+    """Sort GT and detection rows into cells; lean on memory (10 M detections, issue 23):
+    no row copies when every detection belongs to a unit, temporaries freed as soon as used."""
     n_units = len(units.unit_img)
     n_k = 1 if class_agnostic else max(len(gt.cat_ids), 1)
     g_sel = np.flatnonzero(units.gt_unit >= 0)
-    d_sel = np.flatnonzero(units.dt_unit >= 0)
+    d_in = units.dt_unit >= 0
+    d_sel = None if d_in.all() else np.flatnonzero(d_in)
+    del d_in
+
+    def dsel(a: np.ndarray) -> np.ndarray:
+        return a if d_sel is None else a[d_sel]
+
     if class_agnostic:
-        g_key, d_key = units.gt_unit[g_sel], units.dt_unit[d_sel]
+        g_key, d_key = units.gt_unit[g_sel], dsel(units.dt_unit)
     else:
         g_key = gt.cat[g_sel] * n_units + units.gt_unit[g_sel]
-        d_key = dt.cat[d_sel] * n_units + units.dt_unit[d_sel]
-    cells = np.union1d(g_key, d_key)
-    g_cell = np.searchsorted(cells, g_key)
-    d_cell = np.searchsorted(cells, d_key)
+        d_key = dsel(dt.cat) * n_units + dsel(units.dt_unit)
+    cells, g_cell, d_cell = _cells(g_key, d_key, n_units * n_k)
+    del g_key, d_key
     # lexsort is stable: ties keep file order, the last tie-break pycocotools has.
     g_ord = np.lexsort((gt.cat[g_sel], g_cell))
-    d_ord = np.lexsort((dt.cat[d_sel], -dt.score[d_sel], d_cell))
-    g_rows, d_rows = g_sel[g_ord], d_sel[d_ord]
-    g_cell, d_cell = g_cell[g_ord], d_cell[d_ord]
+    d_ord = np.lexsort((dsel(dt.cat), -dsel(dt.score), d_cell))
+    g_rows = g_sel[g_ord]
+    d_rows = d_ord if d_sel is None else d_sel[d_ord]
+    del d_sel
+    g_cell = g_cell[g_ord]
+    d_cell = d_cell[d_ord]
+    del d_ord
     n_cells = len(cells)
     g_off = np.searchsorted(g_cell, np.arange(n_cells + 1)).astype(np.int64)
     d_off = np.searchsorted(d_cell, np.arange(n_cells + 1)).astype(np.int64)
-    d_rank = np.arange(len(d_rows)) - d_off[d_cell] if len(d_rows) else np.zeros(0, np.int64)
-    if max_det is not None and len(d_rows):
+    if len(d_rows):
+        d_rank = np.arange(len(d_rows)) - d_off[d_cell]
+    else:
+        d_rank = np.zeros(0, np.int64)
+    if max_det is not None and len(d_rows) and d_rank.max() >= max_det:
         keep = d_rank < max_det
         d_rows, d_cell, d_rank = d_rows[keep], d_cell[keep], d_rank[keep]
         d_off = np.searchsorted(d_cell, np.arange(n_cells + 1)).astype(np.int64)
+    del d_cell
     cell_k = cells // n_units if not class_agnostic else np.zeros(n_cells, np.int64)
     return _Prepared(n_k, cell_k.astype(np.int64), g_rows, g_off, d_rows, d_off,
                      d_rank.astype(np.int64))
