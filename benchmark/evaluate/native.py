@@ -100,20 +100,20 @@ def _prepare(gt: GroundTruth, dt: Detections, units: Units, class_agnostic: bool
     d_in = units.dt_unit >= 0
     d_sel = None if d_in.all() else np.flatnonzero(d_in)
     del d_in
-
-    def dsel(a: np.ndarray) -> np.ndarray:
-        return a if d_sel is None else a[d_sel]
-
+    # views when every detection is in a unit (the usual case), else the selected rows
+    d_unit, d_cat, d_score = ((units.dt_unit, dt.cat, dt.score) if d_sel is None else
+                              (units.dt_unit[d_sel], dt.cat[d_sel], dt.score[d_sel]))
     if class_agnostic:
-        g_key, d_key = units.gt_unit[g_sel], dsel(units.dt_unit)
+        g_key, d_key = units.gt_unit[g_sel], d_unit
     else:
         g_key = gt.cat[g_sel] * n_units + units.gt_unit[g_sel]
-        d_key = dsel(dt.cat) * n_units + dsel(units.dt_unit)
+        d_key = d_cat * n_units + d_unit
     cells, g_cell, d_cell = _cells(g_key, d_key, n_units * n_k)
-    del g_key, d_key
+    del g_key, d_key, d_unit
     # lexsort is stable: ties keep file order, the last tie-break pycocotools has.
     g_ord = np.lexsort((gt.cat[g_sel], g_cell))
-    d_ord = np.lexsort((dsel(dt.cat), -dsel(dt.score), d_cell))
+    d_ord = np.lexsort((d_cat, -d_score, d_cell))
+    del d_cat, d_score
     g_rows = g_sel[g_ord]
     d_rows = d_ord if d_sel is None else d_sel[d_ord]
     del d_sel
