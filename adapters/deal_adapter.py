@@ -14,7 +14,11 @@ Options (``manifests/methods.toml`` ``options`` or ``job.extra``, extra wins):
   options (Table IV(b), Fig. 7). The runner scores against the default file of the setting:
   its units (image, prompted category) are the same, which is checked;
 * ``steps`` / ``minutes``: training length. Defaults: ``paper`` = the manifest's schedule in
-  epochs (1× = 3 epochs) over the training images, ``smoke`` = 30 steps.
+  epochs (1× = 3 epochs) over the training images, ``smoke`` = 30 steps, ``cpu`` = the budget's
+  ``minutes`` spent in counted operations, as every row of the cpu schedule
+  (:mod:`baselines.schedules`): the operations of one intra-class and one inter-class step are
+  counted and the run gets ``budget / mean`` steps (deterministic; DEAL's small layers run at
+  about 21 GFLOP/s on one core here, so its real CPU time is about 2.6× the nominal budget).
 
 Predictions: every prompt set of ``job.prompts_json`` is answered from the image's cached
 features; detections carry the set's ``category_id``. Images without a prompt set get none.
@@ -48,7 +52,7 @@ class DealAdapter:
         from deal.config import get_config
 
         opts = self._options(job)
-        preset = opts.get("preset", "tiny" if job.schedule == "smoke" else "paper")
+        preset = opts.get("preset", "paper" if job.schedule == "paper" else "tiny")
         overrides: dict[str, Any] = dict(opts.get("config", {}))
         for key in ("backbone", "freeze_backbone"):
             if key in opts:
@@ -96,6 +100,8 @@ class DealAdapter:
 
     def _steps(self, job: Job, n_images: int, batch: int) -> tuple[int | None, float | None]:
         opts = self._options(job)
+        if job.schedule == "cpu" and "steps" not in opts:
+            return self._budget_steps(job, n_images), None
         if "steps" in opts or "minutes" in opts:
             return opts.get("steps"), opts.get("minutes")
         if job.schedule == "smoke":
@@ -103,10 +109,48 @@ class DealAdapter:
         epochs = SCHEDULE_EPOCHS.get(str(job.method.get("schedule", "1x")), 3)
         return max(1, math.ceil(epochs * n_images / batch)), None
 
+    def _budget_steps(self, job: Job, n_images: int) -> int:
+        """Steps the cpu schedule's budget buys (counted once, kept in ``budget.json``)."""
+        from baselines.schedules import resolve_plan
+        from tinyset_builder.io import read_json, write_json
+
+        plan = resolve_plan("cpu", self._options(job), n_images=n_images)
+        path = self._work(job) / "budget.json"
+        if path.is_file():
+            flops = float(read_json(path)["flops_per_step"])
+        else:
+            flops = self._count_step_flops(job)
+            write_json(path, {"flops_per_step": flops})
+        return plan.steps_for(flops)
+
+    def _count_step_flops(self, job: Job) -> float:
+        """Mean counted operations of an intra- and an inter-class step of a fresh model."""
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from deal.data import TrainImages, load_records
+        from deal.model import build_model
+        from deal.train import _step
+
+        cfg = self._config(job)
+        torch.manual_seed(job.seed)
+        model = build_model(cfg).to(job.device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+        data = TrainImages(load_records(Path(job.train_json), Path(job.data_dir)),
+                           cfg.input_scale, cfg.train_crop)
+        rng = np.random.default_rng([job.seed, 0])
+        counts = []
+        for step in (0, 1):  # even steps prompt intra-class sets, odd ones inter-class sets
+            with FlopCounterMode(display=False) as counter:
+                _step(model, opt, data, cfg, rng, step, job.device)
+            counts.append(counter.get_total_flops())
+        return float(sum(counts) / len(counts))
+
     def train(self, job: Job) -> dict[str, Any]:
         """Train (resuming from ``work_dir/deal/last.pt``); return notes for the results file."""
         import torch
 
+        from baselines.schedules import schedule_label
         from deal.train import train
         from tinyset_builder.io import read_json
 
@@ -120,6 +164,7 @@ class DealAdapter:
                    else "random init (tiny CNN)" if cfg.backbone == "cnn"
                    else f"random init (offline {cfg.backbone})")
         return {"preset": cfg.preset, "steps": res.steps, "train_seconds": round(res.seconds, 1),
+                "schedule": schedule_label(job.schedule, self._options(job).get("minutes")),
                 "checkpoint": str(res.checkpoint), "weights": weights,
                 "backbone": cfg.backbone, "paper_switches": list(
                     self._options(job).get("paper_switches", ()))}
