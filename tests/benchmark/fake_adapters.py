@@ -54,3 +54,24 @@ class DecliningAdapter(OracleAdapter):
 
     def unavailable(self, job: Job) -> str | None:
         return f"weights not found at {Path('/nonexistent/weights.pt')}; download them first"
+
+
+class DeviceRecordingAdapter(OracleAdapter):
+    """Records the device its run was given, and waits (up to a minute) until ``together`` runs
+    have started, so that runs on several devices are seen side by side.
+
+    Options: ``rendezvous`` (a folder shared by the runs), ``together`` (how many to wait for).
+    """
+
+    def train(self, job: Job) -> dict[str, Any]:
+        import time
+
+        notes = super().train(job)
+        folder = Path(job.options["rendezvous"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / str(job.method["id"])).write_text(job.device)
+        deadline = time.monotonic() + 60
+        while (len(list(folder.iterdir())) < int(job.options["together"])
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        return {**notes, "device": job.device, "started_by_then": len(list(folder.iterdir()))}

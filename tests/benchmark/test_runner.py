@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -147,12 +148,24 @@ def test_submitit_executors(data: Path, tmp_path: Path, monkeypatch, cluster: st
 
 
 def test_local_executor_over_several_devices(data: Path, tmp_path: Path, monkeypatch) -> None:
+    """Two devices, two runs side by side: each run trains on its own device (the adapter
+    records the one its job names; the first two runs wait for each other, so both devices are
+    in use at once), and a device is handed on when its run ends (the third run)."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), str(ROOT),
                                                       os.environ.get("PYTHONPATH", "")]))
-    methods = [method(f"m{i}", "fake_adapters:OracleAdapter") for i in range(3)]
-    recs = run_benchmark(plan(methods, data, tmp_path / "runs"), devices=["cpu", "cpu"])
+    rendezvous = tmp_path / "started"
+    methods = [replace(method(f"m{i}", "fake_adapters:DeviceRecordingAdapter"),
+                       options={"rendezvous": str(rendezvous), "together": 2})
+               for i in range(3)]
+    # No run touches a GPU (the adapter only records the name), so "cuda:1" needs none.
+    recs = run_benchmark(plan(methods, data, tmp_path / "runs"), devices=["cpu", "cuda:1"])
     assert [r["key"]["method"] for r in recs] == ["m0", "m1", "m2"]  # planning order
     assert all(r["status"] == "ok" for r in recs)
+    assert all(r["notes"]["device"] == r["config"]["device"] for r in recs)
+    # m0 and m1 ran at the same time (each saw the other start), on the two devices
+    assert [r["notes"]["started_by_then"] >= 2 for r in recs[:2]] == [True, True]
+    assert {r["notes"]["device"] for r in recs[:2]} == {"cpu", "cuda:1"}
+    assert recs[2]["notes"]["device"] in {"cpu", "cuda:1"}
 
 
 def test_bad_input_is_one_line(data: Path, tmp_path: Path) -> None:
