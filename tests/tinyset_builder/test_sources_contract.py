@@ -7,15 +7,16 @@ from pathlib import Path
 import pytest
 
 from tinyset_builder.errors import SourceError
-from tinyset_builder.sources import SOURCES, convert_source, get_source
+from tinyset_builder.sources import SOURCES, TARGETS, convert_source, get_source
 from tinyset_builder.sources.base import DOMAINS, load_info
 
-NAMES = list(SOURCES)
+#: The 24 TinySet sources and the transfer targets obey one contract.
+NAMES = list(SOURCES) + list(TARGETS)
 
 
 def test_there_are_24_sources_each_with_a_manifest() -> None:
-    assert len(SOURCES) == 24
-    domains = {load_info(n).domain for n in NAMES}
+    assert len(SOURCES) == 24 and not set(SOURCES) & set(TARGETS)
+    domains = {load_info(n).domain for n in SOURCES}
     assert domains == set(DOMAINS)
 
 

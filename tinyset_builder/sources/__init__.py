@@ -50,6 +50,15 @@ SOURCES: dict[str, str] = {
     "tacna_olive": "tinyset_builder.sources.tacna_olive",
 }
 
+#: Transfer targets (Tables III and VI): converted and built through the same framework, but never
+#: part of TinySet: ``tinyset build`` and ``tinyset sources synth`` leave them out unless named
+#: (``--sources dior``), so they go into an output of their own.
+TARGETS: dict[str, str] = {
+    "dior": "tinyset_builder.sources.dior",
+    "dota_v2": "tinyset_builder.sources.dota_v2",
+    "tinyperson": "tinyset_builder.sources.tinyperson",
+}
+
 
 class SourceModule(Protocol):
     """The two functions every source module defines (see :mod:`.base`)."""
@@ -59,22 +68,28 @@ class SourceModule(Protocol):
     def synthesize(self, root: Path, seed: int) -> SynthSummary: ...
 
 
+def _known() -> str:
+    return f"{', '.join(SOURCES)}; transfer targets: {', '.join(TARGETS)}"
+
+
 def get_source(name: str) -> SourceModule:
-    """Import the converter module of source ``name``."""
-    if name not in SOURCES:
-        raise TinysetError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
-    module: ModuleType = importlib.import_module(SOURCES[name])
+    """Import the converter module of source (or transfer target) ``name``."""
+    module_name = SOURCES.get(name) or TARGETS.get(name)
+    if module_name is None:
+        raise TinysetError(f"unknown source {name!r}; known: {_known()}")
+    module: ModuleType = importlib.import_module(module_name)
     return cast(SourceModule, module)
 
 
 def parse_source_names(spec: str | None) -> list[str]:
-    """``"a,b"`` → ``["a", "b"]`` checked against :data:`SOURCES`; ``None`` or ``"all"`` → all."""
+    """``"a,b"`` → ``["a", "b"]`` checked against :data:`SOURCES` and :data:`TARGETS`;
+    ``None`` or ``"all"`` → the 24 TinySet sources (never the transfer targets)."""
     if spec is None or spec.strip() in ("", "all"):
         return list(SOURCES)
     names = [s.strip() for s in spec.split(",") if s.strip()]
     for n in names:
-        if n not in SOURCES:
-            raise TinysetError(f"unknown source {n!r}; known: {', '.join(SOURCES)}")
+        if n not in SOURCES and n not in TARGETS:
+            raise TinysetError(f"unknown source {n!r}; known: {_known()}")
     return names
 
 
