@@ -2,7 +2,8 @@
 
 Stages (each resumable: run it again and finished work is reused):
 
-1. synthesize all 24 raw sources in their native layouts (``OUT/raw``);
+1. synthesize all 24 raw sources (or the ``--sources`` named) in their native layouts
+   (``OUT/raw``);
 2. build TinySet from them (``OUT/tinyset``): crop-or-pad, 40 % filter, dedupe, splits, stats;
 3. derive every label-efficient variant and P2SOD prompt set (``OUT/tinyset/variants``);
 4. run a CPU-sized benchmark (``--schedule smoke``): a torchvision detector, YOLOv8-P2 and DEAL
@@ -26,22 +27,27 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Working folder.")] = P
          workers: Annotated[int, typer.Option(help="Build workers.")] = 2,
          methods: Annotated[str, typer.Option(
              help="Manifest ids to benchmark (empty: skip the benchmark).")] = DEMO_METHODS,
-         device: Annotated[str, typer.Option(help="auto, cpu or cuda:0.")] = "auto") -> None:
+         device: Annotated[str, typer.Option(help="auto, cpu or cuda:0.")] = "auto",
+         sources: Annotated[str, typer.Option(
+             help="Comma-separated sources to synthesize and build (empty: all 24).")] = "",
+         ) -> None:
     """Run synthesize → build → derive → benchmark → report on synthetic sources."""
     from benchmark.cli_bench import benchmark
     from benchmark.protocols import SETTINGS, derive_variant
     from benchmark.report import write_report
     from tinyset_builder.build import build
     from tinyset_builder.progress import console, track
-    from tinyset_builder.sources import SOURCES, get_source
+    from tinyset_builder.sources import SOURCES, get_source, parse_source_names
 
     raw, data, runs = out / "raw", out / "tinyset", out / "runs"
-    console.rule("1/5 synthesizing the 24 raw sources")
-    for i, name in enumerate(track(list(SOURCES), "synthesizing")):
+    names = parse_source_names(sources)
+    console.rule(f"1/5 synthesizing {len(names)} raw source(s)")
+    for name in track(names, "synthesizing"):
         if not (raw / name).is_dir():  # resumable: a source already written is kept
-            get_source(name).synthesize(raw / name, seed + i)
+            # each source's seed is its place among all 24, whichever subset is asked for
+            get_source(name).synthesize(raw / name, seed + list(SOURCES).index(name))
     console.rule("2/5 building TinySet")
-    build(raw, data, workers=workers)
+    build(raw, data, workers=workers, sources=",".join(names))
     console.rule("3/5 deriving label-efficient variants and prompt sets")
     for setting in track(list(SETTINGS), "deriving"):
         derive_variant(data, setting, seed=seed)

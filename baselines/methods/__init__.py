@@ -29,6 +29,10 @@ from tinyset_builder.errors import TinysetError
 
 #: Method name -> module. One line per method.
 METHODS: dict[str, str] = {
+    "rfla": "baselines.methods.rfla",
+    "hs_fpn": "baselines.methods.hs_fpn",
+    "dn_tod": "baselines.methods.dn_tod",
+    "ssd_det": "baselines.methods.ssd_det",
 }
 
 Prediction = tuple[int, np.ndarray, np.ndarray, np.ndarray]
