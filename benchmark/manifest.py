@@ -55,7 +55,7 @@ PARADIGM_TITLES: Mapping[str, str] = MappingProxyType({
 #: Paradigms that ``select(paradigm="all")`` leaves out (study rows, not the paper's Tables I/II).
 STUDY_PARADIGMS = ("deal-studies",)
 
-KNOWN_ADAPTERS = ("torchvision", "ultralytics", "mmdet", "external", "zeroshot", "deal")
+KNOWN_ADAPTERS = ("torchvision", "ultralytics", "mmdet", "external", "zeroshot", "deal", "native")
 _SCHEDULE = re.compile(r"^(\d+(?:\.\d+)?)x$")
 _REQUIRED = ("id", "name", "paradigm", "setting", "backbone", "schedule", "adapter")
 _OPTIONAL = ("alternatives", "table2", "repo", "framework", "licence", "note", "options", "paper")
