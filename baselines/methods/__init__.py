@@ -33,6 +33,10 @@ METHODS: dict[str, str] = {
     "hs_fpn": "baselines.methods.hs_fpn",
     "dn_tod": "baselines.methods.dn_tod",
     "ssd_det": "baselines.methods.ssd_det",
+    "soft_teacher": "baselines.methods.soft_teacher",
+    "pseco": "baselines.methods.pseco",
+    "co_mining": "baselines.methods.co_mining",
+    "calibrated_teacher": "baselines.methods.calibrated_teacher",
 }
 
 Prediction = tuple[int, np.ndarray, np.ndarray, np.ndarray]
