@@ -170,10 +170,10 @@ def plan_source(conv: Any, raw: Path, out: Path, options: BuildOptions, *,
     when the caller already has it (grouping a crowded source's annotations is not free).
     """
     info, ds = conv.info, conv.dataset
-    scale = float(info.build.get("downscale", 1.0)) if info.build else 1.0
-    if not 0.0 < scale <= 1.0:
+    downscale = float(info.build.get("downscale", 1.0)) if info.build else 1.0
+    if not 0.0 < downscale <= 1.0:
         raise TinysetError(f"manifest {info.name}: [build] downscale must be in (0, 1], "
-                           f"got {scale}")
+                           f"got {downscale}")
     root = Path(raw) / info.name
     by_image = ds.annotations_by_image() if by_image is None else by_image
     tasks = []
@@ -185,14 +185,19 @@ def plan_source(conv: Any, raw: Path, out: Path, options: BuildOptions, *,
         xywh = np.fromiter(chain.from_iterable([a.bbox for a in anns]), dtype=np.float64,
                            count=4 * len(anns)).reshape(-1, 4)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        iscrowd = np.fromiter([a.iscrowd for a in anns], dtype=np.int64, count=len(anns))
+        # Options of docs/build.md "Open build choices" (both no-ops by default): letterbox
+        # scale, and the per-image large-object verdict (in the pixels the image is cut in).
+        scale = options.tiling.image_scale(img.width, img.height, downscale)
+        large_filter = options.large_filter.for_image(boxes * scale, iscrowd, img.width * scale,
+                                                      img.height * scale)
         tasks.append(TileTask(
             key=f"{info.name}/{original}", source=info.name, domain=img.domain or info.domain,
             original_file=original, image_path=str(safe_join(root, original)),
             width=img.width, height=img.height,
             split=assign_split(img, options.split_ratios), stem=output_stem(info.name, original),
-            ext=output_ext(original), boxes=boxes,
-            iscrowd=np.fromiter([a.iscrowd for a in anns], dtype=np.int64, count=len(anns)),
-            scale=scale, tiling=options.tiling, large_filter=options.large_filter,
+            ext=output_ext(original), boxes=boxes, iscrowd=iscrowd,
+            scale=scale, tiling=options.tiling, large_filter=large_filter,
             codec=options.codec, max_pixels=options.max_pixels, out=str(out),
             result=str(work / (hashlib.sha1(original.encode()).hexdigest()[:20] + ".json"))))
     return tasks

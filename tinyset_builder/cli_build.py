@@ -32,6 +32,15 @@ def build_cmd(
                           ] = 96.0 ** 2,
     max_large_fraction: Annotated[float, typer.Option(
         help="Drop an output whose large objects cover more than this share.")] = 0.4,
+    large_filter_scope: Annotated[str, typer.Option(
+        help="Apply the large-object filter per output tile (default) or per original image "
+             "(the paper's wording; docs/build.md).")] = "tile",
+    letterbox: Annotated[bool, typer.Option(
+        help="Resize images smaller than the tile so the longer side fills it, then pad "
+             "(default: pad without resizing; docs/build.md).")] = False,
+    test_disjoint: Annotated[bool, typer.Option(
+        help="Cut test images into non-overlapping windows (default: the train grid with "
+             "its overlap; docs/build.md).")] = False,
     max_pixels: Annotated[int | None, typer.Option(
         help="Skip images with more pixels than this.")] = None,
     stats: Annotated[bool, typer.Option(help="Write OUT/stats/ (Fig. 2) after building.")
@@ -59,10 +68,15 @@ def build_cmd(
         raise TinysetError("--raw is required to build (only --verify works without it)")
     if on_error not in ("raise", "skip"):
         raise TinysetError(f"--on-error must be raise or skip, got {on_error!r}")
+    if large_filter_scope not in ("tile", "image"):
+        raise TinysetError(f"--large-filter-scope must be tile or image, got "
+                           f"{large_filter_scope!r}")
     options = BuildOptions(
         tiling=TilingOptions(tile=tile, overlap=overlap, min_visible=min_visible,
-                             keep_empty=keep_empty),
-        large_filter=LargeObjectFilter(large_area=large_area, max_fraction=max_large_fraction),
+                             keep_empty=keep_empty, letterbox=letterbox,
+                             test_disjoint=test_disjoint),
+        large_filter=LargeObjectFilter(large_area=large_area, max_fraction=max_large_fraction,
+                                       scope=large_filter_scope),  # type: ignore[arg-type]
         max_pixels=max_pixels or MAX_PIXELS, on_error=on_error)  # type: ignore[arg-type]
     report = build(raw, out, sources=sources, workers=workers, executor=executor,
                    options=options, stats=stats)

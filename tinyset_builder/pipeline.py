@@ -47,7 +47,6 @@ from tinyset_builder.tiling import (
     Window,
     boxes_in_windows,
     crop_or_pad,
-    window_grid,
 )
 
 if TYPE_CHECKING:
@@ -272,7 +271,7 @@ def process(task: TileTask) -> dict[str, Any]:
     rank = np.full(len(boxes), len(OUTCOMES) - 1, dtype=np.int64)
     outputs: list[dict[str, Any]] = []
     dropped_images = {"large_objects": 0, "empty": 0}
-    grid = window_grid(sw, sh, opts.tile, opts.overlap)
+    grid = opts.windows(sw, sh, task.split)  # the split's grid (TilingOptions.windows)
     images = Path(task.out, "images", task.split)
     images.mkdir(parents=True, exist_ok=True)  # once here, not per tile (lean writes)
     # (annotation index, outcome rank) of every window, folded into ``rank`` once at the end.

@@ -12,6 +12,13 @@ The rule (paper, section III; conventions of other tilers in ``reference/ecosyst
 - **Padding** goes to the right and bottom with a constant value, so output pixel ``(u, v)`` is
   original pixel ``(x0 + u / scale, y0 + v / scale)``: a prediction maps back with the image's
   ``window`` and ``scale`` alone.
+- **Letterbox** (option, off by default): an image whose longer side is shorter than the tile is
+  first resized (Lanczos) so that side is exactly the tile, then padded like any other; its
+  ``scale`` records the factor. Off by default because enlarging would change the very object
+  sizes the benchmark is about (``docs/build.md`` has the measured effect).
+- **Test split, disjoint** (option, off by default): test images are cut into non-overlapping
+  windows (stride = tile, the last window padded rather than snapped back), so no test object is
+  evaluated twice; by default the test split is cut like train (see ``docs/build.md``).
 - **Boxes** are clipped to the window. A box that keeps at least ``min_visible`` of its area
   (default 0.5) stays a label; one that keeps less becomes an ignore region (``iscrowd=1``) rather
   than a wrong label (DOTA's "difficult" instead of mmrotate's silent drop). A source's own ignore
@@ -50,6 +57,9 @@ class TilingOptions:
         min_visible: a clipped box keeping less than this fraction of its area becomes ignore.
         pad_value: the constant grey level of padding (0 = black, as DOTA devkit and AI-TOD).
         keep_empty: keep output images with no object label (only ignore regions or nothing).
+        letterbox: resize an image whose longer side is below ``tile`` up to ``tile`` before
+            padding (:meth:`image_scale`).
+        test_disjoint: cut test images into non-overlapping windows (:meth:`windows`).
     """
 
     tile: int = 1024
@@ -57,6 +67,8 @@ class TilingOptions:
     min_visible: float = 0.5
     pad_value: int = 0
     keep_empty: bool = False
+    letterbox: bool = False
+    test_disjoint: bool = False
 
     def __post_init__(self) -> None:
         if self.tile <= 0:
@@ -69,11 +81,50 @@ class TilingOptions:
             raise TinysetError(f"pad_value must be in [0, 255], got {self.pad_value}")
 
     def to_dict(self) -> dict[str, object]:
-        """The options as a plain dict (for ``build.json``)."""
-        return asdict(self)
+        """The options as a plain dict (for ``build.json`` and the tasks' fingerprints).
+
+        ``letterbox`` and ``test_disjoint`` appear only when switched on, so a default build's
+        ``build.json`` and result fingerprints are those of builds made before the two options
+        existed (byte-identical output; an interrupted older build still resumes).
+        """
+        d = asdict(self)
+        for name in _LATER_OPTIONS:
+            if not d[name]:
+                del d[name]
+        return d
+
+    def image_scale(self, width: int, height: int, downscale: float = 1.0) -> float:
+        """The factor an image of ``width × height`` is resized by before it is cut.
+
+        ``downscale`` is the source manifest's factor (1 = none). With ``letterbox``, an image
+        whose longer side (after ``downscale``) is below the tile is enlarged so that side is
+        exactly the tile; every other image keeps ``downscale``.
+
+        Example:
+            >>> TilingOptions(letterbox=True).image_scale(512, 256)
+            2.0
+            >>> TilingOptions(letterbox=True).image_scale(2000, 300)
+            1.0
+            >>> TilingOptions().image_scale(512, 256)
+            1.0
+        """
+        longer = max(width, height)
+        if self.letterbox and longer * downscale < self.tile:
+            return self.tile / longer
+        return downscale
+
+    def windows(self, width: int, height: int, split: str = "train") -> list[Window]:
+        """The windows of an image of ``width × height`` (already resized) in ``split``."""
+        if self.test_disjoint and split == "test":
+            return window_grid(width, height, self.tile, 0, snap=False)
+        return window_grid(width, height, self.tile, self.overlap)
 
 
-def axis_starts(size: int, tile: int, overlap: int) -> list[int]:
+#: Options added after the first builds; recorded only when on (see ``TilingOptions.to_dict``).
+_LATER_OPTIONS = ("letterbox", "test_disjoint")
+
+
+def axis_starts(size: int, tile: int, overlap: int, *, snap: bool = True) -> list[int]:
     """Window start positions along one axis of ``size`` pixels.
 
     Example:
@@ -83,23 +134,31 @@ def axis_starts(size: int, tile: int, overlap: int) -> list[int]:
         [0, 824, 1648, 1976]
         >>> axis_starts(700, 1024, 200)
         [0]
+        >>> axis_starts(1920, 1024, 0, snap=False)
+        [0, 1024]
+
+    ``snap=False`` does not move the last window back: it starts on the stride and is cut short
+    at the border (its output is padded), so no two windows share a pixel when ``overlap`` is 0.
     """
     if size <= tile:
         return [0]
     stride = tile - overlap
+    if not snap:
+        return list(range(0, size, stride))
     starts = list(range(0, size - tile, stride))
     starts.append(size - tile)  # snap the last window to the border
     return starts
 
 
-def window_grid(width: int, height: int, tile: int = 1024, overlap: int = 200) -> list[Window]:
+def window_grid(width: int, height: int, tile: int = 1024, overlap: int = 200, *,
+                snap: bool = True) -> list[Window]:
     """Windows ``(x0, y0, x1, y1)`` covering a ``width × height`` image, row-major.
 
     Windows never run past the image; a side shorter than ``tile`` gives windows shorter than
-    ``tile`` on that axis (the output is padded).
+    ``tile`` on that axis (the output is padded). ``snap`` as in :func:`axis_starts`.
     """
-    xs = axis_starts(width, tile, overlap)
-    ys = axis_starts(height, tile, overlap)
+    xs = axis_starts(width, tile, overlap, snap=snap)
+    ys = axis_starts(height, tile, overlap, snap=snap)
     return [(x0, y0, min(x0 + tile, width), min(y0 + tile, height)) for y0 in ys for x0 in xs]
 
 
