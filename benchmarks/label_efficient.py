@@ -1,0 +1,273 @@
+"""Label-efficient methods beside their plain baselines: same labels, backbone and CPU budget.
+
+Each *family* of Table I pairs its methods with the plain detectors they improve on, under the
+same derived labels (``tinyset derive``'s variants, one per seed), the same backbone and the same
+``cpu`` budget (CPU-minutes spent as counted FLOPs, so a method whose step costs more gets fewer
+steps). Every pair runs through the benchmark runner (``adapter = native`` rows of
+``manifests/methods.toml``), over seeds; the table gives AP50 mean ± sd (sample sd over seeds)
+and each method's gap to each baseline, with the paper's gap beside it; a plot goes with it.
+
+Families (``--family``; each is one function registered in :data:`FAMILIES`, owned by the
+engineer of its methods): ``semi`` (Soft Teacher, PseCo vs labelled-only Faster R-CNN at
+semi-1/5/10), ``sparse`` (Co-mining, Calibrated Teacher vs Faster R-CNN and RetinaNet at
+shot-1/3/5); ``noise``, ``full`` and ``weak`` are added by their owners.
+
+The synthetic demo build may be too small to learn from: ``--synth DIR`` writes a larger built
+dataset of the synthetic sources' learnable shapes (``--synth-train`` images of
+``--synth-size``² with ``--synth-objects`` objects each) and benchmarks on it.
+
+Usage::
+
+    python benchmarks/label_efficient.py --family semi --synth /tmp/le_synth \\
+        --settings semi-1 --seeds 0,1,2 --minutes 2 --runs /tmp/le_runs --out /tmp/le_out
+
+CPU is scarce: every run costs its budget plus prediction; start with one setting and one seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One family's rows for one setting: baselines and the methods compared with them."""
+
+    setting: str
+    baselines: tuple[Any, ...]  # benchmark.manifest.Method
+    methods: tuple[Any, ...]
+
+
+#: family name -> function(manifest methods, settings or None) -> pairings.
+FAMILIES: dict[str, Callable[[Sequence[Any], Sequence[str] | None], list[Pairing]]] = {}
+
+
+def family(name: str) -> Callable[[Callable], Callable]:
+    """Register a family's pairing function under ``name``."""
+    def register(fn: Callable) -> Callable:
+        FAMILIES[name] = fn
+        return fn
+    return register
+
+
+def _rows(manifest: Sequence[Any], paradigm: str, setting: str) -> list[Any]:
+    return [m for m in manifest if m.paradigm == paradigm and m.setting == setting]
+
+
+@family("semi")
+def semi_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> list[Pairing]:
+    """Soft Teacher and PseCo vs the labelled-only Faster R-CNN (rows 15–23)."""
+    out = []
+    for s in settings or ("semi-1", "semi-5", "semi-10"):
+        rows = _rows(manifest, "semi", s)
+        out.append(Pairing(s, tuple(m for m in rows if m.adapter == "torchvision"),
+                           tuple(m for m in rows if m.adapter == "native")))
+    return out
+
+
+@family("sparse")
+def sparse_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> list[Pairing]:
+    """Co-mining and Calibrated Teacher vs Faster R-CNN (rows 24–32) and RetinaNet (the
+    torchvision RetinaNet of row 1 on the same k-shot labels; both methods are RetinaNets)."""
+    retina = next(m for m in manifest if m.id == "1")
+    out = []
+    for s in settings or ("shot-1", "shot-3", "shot-5"):
+        rows = _rows(manifest, "sparse", s)
+        base = tuple(m for m in rows if m.adapter == "torchvision")
+        extra = replace(retina, id=f"retinanet-{s}", paradigm="sparse", setting=s, paper={})
+        out.append(Pairing(s, (*base, extra), tuple(m for m in rows if m.adapter == "native")))
+    return out
+
+
+# ------------------------------------------------------------------------- synthetic build
+def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: int,
+                      seed: int = 0) -> Path:
+    """A built dataset (``build.json``, ``annotations/``, ``images/<split>/``) of synthetic
+    scenes with tiny objects (the synthetic sources' shapes); skipped when it already exists."""
+    import numpy as np
+
+    from tinyset_builder.coco import CocoAnnotation, CocoCategory, CocoDataset, CocoImage
+    from tinyset_builder.io import write_json
+    from tinyset_builder.synth.canvas import save_image, scene
+
+    if (root / "build.json").is_file():
+        return root
+    cats = [CocoCategory(id=1, name="synth/car"), CocoCategory(id=2, name="synth/person")]
+    rng = np.random.default_rng(seed)
+    ann_id = img_id = 1
+    for split, n in (("train", train), ("val", 1), ("test", test)):
+        images, anns = [], []
+        for _ in range(n):
+            pixels, boxes, labels = scene(rng, size, size, objects, len(cats), min_size=4,
+                                          max_size=24)
+            name = f"{split}_{img_id:05d}.png"
+            save_image(root / "images" / split / name, pixels)
+            images.append(CocoImage(id=img_id, file_name=name, width=size, height=size,
+                                    source="synth", domain="aerial", split=split,
+                                    original_file=name, window=(0, 0, size, size), scale=1.0))
+            for box, label in zip(boxes, labels, strict=True):
+                anns.append(CocoAnnotation(id=ann_id, image_id=img_id,
+                                           category_id=cats[label].id,
+                                           bbox=tuple(float(v) for v in box)))
+                ann_id += 1
+            img_id += 1
+        CocoDataset(images=images, annotations=anns, categories=cats).save(
+            root / "annotations" / f"{split}.json")
+    write_json(root / "build.json", {"tool": "tinyset-builder", "version": "synthetic",
+                                     "options": {"size": size, "objects": objects,
+                                                 "train": train, "test": test, "seed": seed}},
+               indent=2)
+    return root
+
+
+# ------------------------------------------------------------------------------- running
+def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | None,
+               seeds: Sequence[int], minutes: float, extra: dict[str, Any],
+               only: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Run (or reuse) every baseline and method run of a family; return one row per
+    (setting, row id) with AP50 per seed."""
+    from benchmark.manifest import load_methods
+    from benchmark.results import ResultsStore
+    from benchmark.runner import plan, run_benchmark
+
+    manifest = list(load_methods().methods)
+    out = []
+    for pairing in FAMILIES[name](manifest, settings):
+        rows = [m for m in (*pairing.baselines, *pairing.methods)
+                if not only or m.id in only or m.options.get("method") in only]
+        specs = plan(rows, data, runs, seeds=seeds, schedule="cpu",
+                     extra={"minutes": minutes, **extra})
+        run_benchmark(specs)
+        store = ResultsStore(runs)
+        for m in rows:
+            recs = [store.load(s.key()) for s in specs if s.method["id"] == m.id]
+            ap = [(r or {}).get("metrics", {}).get("AP50") for r in recs]
+            out.append({"setting": pairing.setting, "id": m.id, "name": m.name,
+                        "role": "baseline" if m in pairing.baselines else "method",
+                        "model": m.options.get("method") or m.options.get("model"),
+                        "paper_AP50": m.paper.get("AP50"),
+                        "status": [(r or {}).get("status", "missing") for r in recs],
+                        "AP50": [None if v is None else round(100 * v, 2) for v in ap],
+                        "iterations": [((r or {}).get("notes") or {}).get("iterations")
+                                       for r in recs]})
+    return out
+
+
+def mean_sd(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean and sample standard deviation of the measured values (None = not measured)."""
+    got = [v for v in values if v is not None]
+    if not got:
+        return None, None, 0
+    mean = sum(got) / len(got)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in got) / (len(got) - 1)) if len(got) > 1 else None
+    return mean, sd, len(got)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: AP50 mean ± sd per row, gap to each baseline of its setting, the paper's gap."""
+    lines = ["| setting | row | role | AP50 (mean ± sd, n) | gap to baselines | paper AP50 "
+             "(gap) | iterations |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mean, sd, n = mean_sd(r["AP50"])
+        cell = "—" if mean is None else (f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None
+                                                          else "") + f" (n={n})")
+        gaps, paper = [], "" if r["paper_AP50"] is None else f"{r['paper_AP50']:.1f}"
+        for b in rows:
+            if b["setting"] != r["setting"] or b["role"] != "baseline" or r["role"] != "method":
+                continue
+            bm, _, _ = mean_sd(b["AP50"])
+            if mean is not None and bm is not None:
+                gaps.append(f"{mean - bm:+.2f} vs {b['name']}")
+            if b["paper_AP50"] is not None and r["paper_AP50"] is not None:
+                paper += f" ({r['paper_AP50'] - b['paper_AP50']:+.1f} vs {b['name']})"
+        lines.append(f"| {r['setting']} | {r['id']} {r['name']} | {r['role']} | {cell} | "
+                     f"{'; '.join(gaps)} | {paper} | {r['iterations']} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """AP50 mean ± sd per setting and row (error bars = sd over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    names = list(dict.fromkeys(r["name"] + ("" if r["role"] == "method" else
+                                            f" [{r['model']}]") for r in rows))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(settings) * max(1, len(names)) / 3, 3.2))
+    width = 0.8 / max(1, len(names))
+    for j, label in enumerate(names):
+        xs, ys, es = [], [], []
+        for i, s in enumerate(settings):
+            for r in rows:
+                key = r["name"] + ("" if r["role"] == "method" else f" [{r['model']}]")
+                if r["setting"] == s and key == label:
+                    mean, sd, _ = mean_sd(r["AP50"])
+                    if mean is not None:
+                        xs.append(i + j * width)
+                        ys.append(mean)
+                        es.append(sd or 0.0)
+        ax.bar(xs, ys, width, yerr=es, label=label, capsize=2)
+    ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(settings))], settings)
+    ax.set_ylabel("AP50 (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    p.add_argument("--data", type=Path, help="a built dataset (default: --synth)")
+    p.add_argument("--synth", type=Path, help="write/reuse a synthetic build here")
+    p.add_argument("--synth-train", type=int, default=400)
+    p.add_argument("--synth-test", type=int, default=40)
+    p.add_argument("--synth-size", type=int, default=256)
+    p.add_argument("--synth-objects", type=int, default=12)
+    p.add_argument("--settings", help="comma list (default: the family's three)")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--minutes", type=float, default=2.0, help="cpu budget per run")
+    p.add_argument("--only", help="comma list of row ids or method names to run")
+    p.add_argument("--extra", default="{}", help="JSON plan/method overrides for every run")
+    p.add_argument("--runs", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    if a.data is None and a.synth is None:
+        p.error("give --data or --synth")
+    data = a.data or write_synth_build(a.synth, train=a.synth_train, test=a.synth_test,
+                                       size=a.synth_size, objects=a.synth_objects)
+    extra = json.loads(a.extra)
+    if a.data is None:
+        extra.setdefault("test_size", a.synth_size)
+    rows = run_family(a.family, data, a.runs, settings=a.settings.split(",") if a.settings
+                      else None, seeds=[int(s) for s in a.seeds.split(",")],
+                      minutes=a.minutes, extra=extra,
+                      only=a.only.split(",") if a.only else None)
+    a.out.mkdir(parents=True, exist_ok=True)
+    md = table(rows)
+    (a.out / f"{a.family}.md").write_text(md + "\n")
+    (a.out / f"{a.family}.json").write_text(json.dumps(
+        {"family": a.family, "data": str(data), "minutes": a.minutes, "extra": extra,
+         "seeds": a.seeds, "rows": rows}, indent=1))
+    plot(rows, a.out / f"{a.family}.png")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
