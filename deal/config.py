@@ -148,7 +148,8 @@ class DealConfig:
         """The fields that decide the weights' shapes; a checkpoint must agree on all of them."""
         keys = ("backbone", "backbone_channels", "hidden_dim", "num_heads", "ffn_dim",
                 "aifi_layers", "csp_blocks", "hfe_block", "roi_output", "prompt_layers",
-                "kernel_dim", "decoder_layers", "decoder_points", "num_levels", "score_head")
+                "kernel_dim", "decoder_layers", "decoder_points", "num_levels", "score_head",
+                "num_denoising")
         d = self.to_dict()
         return {k: d[k] for k in keys}
 
