@@ -49,13 +49,20 @@ class TrainResult:
 
 
 def save_checkpoint(path: Path, model: DEAL, optimizer: torch.optim.Optimizer | None,
-                    step: int, seconds: float) -> Path:
-    """Atomically write model, optimizer, config and progress to ``path``."""
+                    step: int, seconds: float, *, rng: np.random.Generator | None = None,
+                    ) -> Path:
+    """Atomically write model, optimizer, config and progress to ``path``.
+
+    With ``rng`` (training's sampler), the random state is saved too (the numpy generator's and
+    torch's CPU generator's), so a resumed run draws what the uninterrupted run would have.
+    """
+    state = None if rng is None else {"numpy": rng.bit_generator.state,
+                                      "torch": torch.get_rng_state()}
     with atomic_path(path) as tmp:
         torch.save({"schema": CHECKPOINT_SCHEMA, "config": model.cfg.to_dict(),
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                    "step": step, "seconds": seconds}, tmp)
+                    "step": step, "seconds": seconds, "rng": state}, tmp)
     return path
 
 
@@ -146,8 +153,12 @@ def train(cfg: DealConfig, train_json: Path, image_root: Path, work_dir: Path, *
             optimizer.load_state_dict(ckpt["optimizer"])
         step, seconds = int(ckpt["step"]), float(ckpt["seconds"])
     resumed_from = step
-    # Continue the random stream where a resumed run would have been.
     rng = np.random.default_rng([seed, step])
+    if ckpt is not None and ckpt.get("rng") is not None:
+        # Continue both random streams exactly where the checkpointed run stopped, so resuming
+        # gives the weights of an uninterrupted run (tests/deal/test_train_cli.py).
+        rng.bit_generator.state = ckpt["rng"]["numpy"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
     budget = minutes * 60 if minutes is not None else float("inf")
     wall_end = time.monotonic() + wall_minutes * 60 if wall_minutes is not None else float("inf")
     total_steps = steps if steps is not None else None
@@ -170,12 +181,12 @@ def train(cfg: DealConfig, train_json: Path, image_root: Path, work_dir: Path, *
                 if logged:
                     _log(log, step, seconds, last)
                 if step % checkpoint_every == 0:
-                    save_checkpoint(ckpt_path, model, optimizer, step, seconds)
+                    save_checkpoint(ckpt_path, model, optimizer, step, seconds, rng=rng)
             if last and not logged:
                 _log(log, step, seconds, last)  # the run's final step is always logged
     finally:
         log.close()
-    save_checkpoint(ckpt_path, model, optimizer, step, seconds)
+    save_checkpoint(ckpt_path, model, optimizer, step, seconds, rng=rng)
     result = TrainResult(ckpt_path, step, seconds, resumed_from, last)
     from tinyset_builder.io import write_json
 

@@ -42,6 +42,27 @@ def test_training_writes_checkpoint_log_and_summary(trained: tuple[Path, Path]) 
     assert json.loads((work / "train.json").read_text())["steps"] == 3
 
 
+def test_resumed_training_gives_the_weights_of_uninterrupted_training(
+        trained: tuple[Path, Path], scene_data: Path, tmp_path: Path) -> None:
+    """``trained`` ran 2 steps, stopped, and resumed to 3: its weights must be exactly those of
+    3 steps in one go (the checkpoint carries the random state), and differ from the initial
+    weights in every parameter (training moved them all)."""
+    _, resumed = trained
+    cfg = get_config("tiny", input_scale=1.0, train_crop=64, batch_size=2, max_queries=30,
+                     min_queries=5, pgcpp_cycles=1)
+    train_json = scene_data / "annotations" / "train.json"
+    straight = train(cfg, train_json, scene_data, tmp_path / "straight", steps=3)
+    initial = train(cfg, train_json, scene_data, tmp_path / "initial", steps=0)
+    assert initial.steps == 0
+    a = read_checkpoint(resumed)["model"]
+    b = read_checkpoint(straight.checkpoint)["model"]
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    start = read_checkpoint(initial.checkpoint)["model"]
+    names = [n for n, _ in load_model(resumed).named_parameters()]
+    assert names and [n for n in names if torch.equal(start[n], a[n])] == []
+
+
 def test_checkpoint_from_another_preset_is_a_clear_error(trained: tuple[Path, Path],
                                                           tmp_path: Path) -> None:
     _, ckpt = trained
