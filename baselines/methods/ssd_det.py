@@ -111,6 +111,25 @@ def aligned_iou(a: Any, b: Any) -> Any:
     return inter / (area_a + area_b - inter).clamp(min=1e-6)
 
 
+def identity_features(feats: Any) -> Any:
+    """SISD's identity features: each proposal's feature plus its bag's (object's) mean feature,
+    ``(G, P, D)`` → ``(G, P, D)``."""
+    return feats + feats.mean(dim=1, keepdim=True)
+
+
+def iou_targets(bag: Any, pseudo: Any) -> Any:
+    """SISD's regression target of each proposal: ``(IoU(proposal, pseudo box) − 0.5) / 0.5``."""
+    return (aligned_iou(bag, pseudo[:, None, :].expand_as(bag)) - 0.5) / 0.5
+
+
+def sisd_confidence(pred: Any) -> Any:
+    """Predicted IoUs back to [0, 1] (``· 0.5 + 0.5``) and min–max normalised within each bag:
+    the spatial confidence that multiplies the MIL scores before the merge."""
+    q = pred * 0.5 + 0.5
+    lo, hi = q.min(dim=1, keepdim=True).values, q.max(dim=1, keepdim=True).values
+    return (q - lo) / (hi - lo).clamp(min=1e-6)
+
+
 def merge_topk(bag: Any, weights: Any, k: int) -> Any:
     """Weighted mean of each bag's ``k`` highest-weighted proposals: ``(G, 4)``."""
     w, idx = weights.topk(min(k, weights.shape[1]), dim=1)
@@ -261,13 +280,9 @@ def make_step(cfg: Config, shake: float | None, plan: Any, seed: int, device: st
                 dyn1 = (cls1 * ins1).detach()
                 if cfg.sisd:
                     fo = heads["iou_trunk"](features(one, [bag1], sz)).reshape(g_n, p_n, -1)
-                    ident = fo + fo.mean(dim=1, keepdim=True)     # proposal + its object's mean
-                    pred_iou = heads["iou"](ident).squeeze(-1)
-                    true_iou = aligned_iou(bag1, pseudo0[:, None, :].expand_as(bag1))
-                    terms["iou"].append(F.smooth_l1_loss(pred_iou, (true_iou - 0.5) / 0.5))
-                    q = (pred_iou.detach() * 0.5 + 0.5)
-                    lo, hi = q.min(1, keepdim=True).values, q.max(1, keepdim=True).values
-                    dyn1 = dyn1 * ((q - lo) / (hi - lo).clamp(min=1e-6))
+                    pred_iou = heads["iou"](identity_features(fo)).squeeze(-1)
+                    terms["iou"].append(F.smooth_l1_loss(pred_iou, iou_targets(bag1, pseudo0)))
+                    dyn1 = dyn1 * sisd_confidence(pred_iou.detach())
                 pseudo1 = _clip(merge_topk(bag1, dyn1 + 1e-12 * valid1, cfg.top_k), h, w)
                 counters["pseudo_shift"].append(float((pseudo1 - gt).abs().mean()))
                 counters["objects"] += int(g_n)
