@@ -25,7 +25,12 @@ trackers, and runs/weights/datasets folders inside ``work_dir``; training uses `
 
 Schedules: ``paper`` = the manifest's epochs (1× = 3) at ``imgsz`` 1024 (option ``imgsz``),
 batch ``batch`` (default 4); ``smoke`` = 1 epoch at ``smoke_imgsz`` (default 256) on at most
-``smoke_images`` training images (default 8), batch 2. Predictions keep up to ``max_det`` = 3000
+``smoke_images`` training images (default 8), batch 2; ``cpu`` = the budget's ``minutes`` spent in
+counted operations, as every row of the cpu schedule (:mod:`baselines.schedules`): whole tiles at
+``cpu_imgsz`` (default 1024), batch ``cpu_batch`` (2), and as many image passes as the budget buys
+at three times the counted forward operations of one image (the usual forward + backward rule),
+as whole epochs, or one epoch on ``fraction`` of the images when the budget buys less than one.
+Predictions keep up to ``max_det`` = 3000
 boxes (YOLO; RT-DETR's decoder is capped by its 300 queries) at ``conf`` 0.001.
 Other options: ``lr0``, ``amp`` (GPU only), ``deterministic`` (default: on for ``paper``),
 ``conf``. Options may also come from ``job.extra`` (extra wins).
@@ -282,6 +287,8 @@ class UltralyticsAdapter:
         return str(self._opt(job, "model", "yolov8n-p2.yaml"))
 
     def _schedule(self, job: Job) -> dict[str, Any]:
+        if job.schedule == "cpu":
+            return self._cpu_schedule(job)
         if job.schedule == "smoke":
             return {"epochs": int(self._opt(job, "smoke_epochs", 1)),
                     "imgsz": int(self._opt(job, "smoke_imgsz", 256)),
@@ -290,6 +297,34 @@ class UltralyticsAdapter:
         return {"epochs": max(1, math.ceil(float(job.method.get("epochs", 3.0)))),
                 "imgsz": int(self._opt(job, "imgsz", PAPER_IMGSZ)),
                 "batch": int(self._opt(job, "batch", 4)), "limit": None}
+
+    def _cpu_schedule(self, job: Job) -> dict[str, Any]:
+        """Epochs (or a fraction of one) that the cpu budget buys (see the module docstring)."""
+        from baselines.schedules import resolve_plan
+
+        n = max(1, len(read_json(job.train_json).get("images", [])))
+        imgsz = int(self._opt(job, "cpu_imgsz", PAPER_IMGSZ))
+        plan = resolve_plan("cpu", {**dict(job.options), **dict(job.extra)}, n_images=n)
+        passes = plan.steps_for(3 * self._forward_flops(job, imgsz))
+        return {"epochs": max(1, passes // n), "imgsz": imgsz,
+                "batch": int(self._opt(job, "cpu_batch", 2)), "limit": None,
+                "fraction": round(min(1.0, passes / n), 4), "budget": plan.label()}
+
+    def _forward_flops(self, job: Job, imgsz: int) -> float:
+        """Counted operations of one ``imgsz²`` image through the model (kept in work_dir)."""
+        path = job.work_dir / "budget.json"
+        if path.is_file() and read_json(path).get("imgsz") == imgsz:
+            return float(read_json(path)["forward_flops"])
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        import_ultralytics(job.work_dir.resolve())
+        model = self._model_cls(job)(self._model_name(job)).model.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, imgsz, imgsz))
+        flops = float(counter.get_total_flops())
+        write_json(path, {"imgsz": imgsz, "forward_flops": flops})
+        return flops
 
     def _is_rtdetr(self, job: Job) -> bool:
         return "rtdetr" in self._model_name(job).lower()
@@ -334,6 +369,7 @@ class UltralyticsAdapter:
         digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
         notes: dict[str, Any] = {
             "model": cfg["model"], "epochs": cfg["epochs"], "imgsz": cfg["imgsz"],
+            "schedule": cfg.get("budget", job.schedule), "fraction": cfg.get("fraction", 1.0),
             "batch": cfg["batch"], "device": job.device, "config_digest": digest,
             "weights": (f"transferred from {cfg['weights']}" if cfg["weights"]
                         else "random init (model YAML; offline, nothing downloaded)"),
@@ -379,6 +415,8 @@ class UltralyticsAdapter:
             "deterministic": bool(self._opt(job, "deterministic", job.schedule == "paper")),
             "amp": job.device != "cpu" and bool(self._opt(job, "amp", True)),
             "max_det": MAX_DET, "pretrained": False}
+        if cfg.get("fraction", 1.0) < 1.0:  # a cpu budget below one epoch
+            args["fraction"] = cfg["fraction"]
         if cfg["lr0"] is not None:  # ultralytics ignores lr0 under optimizer=auto
             args.update(lr0=float(cfg["lr0"]), optimizer=str(self._opt(job, "optimizer", "SGD")))
         if resume:

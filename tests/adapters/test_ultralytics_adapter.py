@@ -182,3 +182,22 @@ def test_importing_ultralytics_leaves_pil_image_open_alone(tmp_path: Path) -> No
     garbage.write_bytes(b"not an image")
     with pytest.raises(SourceError, match="unreadable image"):
         image_size(garbage)
+
+
+def test_cpu_schedule_buys_image_passes_from_counted_operations(data: Path, tmp_path: Path,
+                                                                monkeypatch) -> None:
+    from dataclasses import replace
+
+    from baselines.schedules import REFERENCE_FLOPS_PER_CPU_SECOND
+
+    monkeypatch.chdir(tmp_path)
+    adapter = ua.UltralyticsAdapter()
+    job = replace(make_job(data, tmp_path / "work"), schedule="cpu",
+                  extra={"minutes": 0.05, "cpu_imgsz": 128})
+    sched = adapter._schedule(job)
+    flops = json.loads((tmp_path / "work" / "budget.json").read_text())["forward_flops"]
+    passes = int(0.05 * 60 * REFERENCE_FLOPS_PER_CPU_SECOND // (3 * flops))
+    assert sched["imgsz"] == 128 and sched["budget"] == "cpu 0.05 min"
+    assert sched["epochs"] == max(1, passes // 4)  # 4 training images
+    assert sched["fraction"] == round(min(1.0, passes / 4), 4)
+    assert adapter._schedule(job) == sched  # counted once, kept in work_dir
