@@ -10,7 +10,9 @@ and each method's gap to each baseline, with the paper's gap beside it; a plot g
 Families (``--family``; each is one function registered in :data:`FAMILIES`, owned by the
 engineer of its methods): ``semi`` (Soft Teacher, PseCo vs labelled-only Faster R-CNN at
 semi-1/5/10), ``sparse`` (Co-mining, Calibrated Teacher vs Faster R-CNN and RetinaNet at
-shot-1/3/5); ``noise``, ``full`` and ``weak`` are added by their owners.
+shot-1/3/5), ``noise`` (DN-TOD vs FCOS, SSD-Det vs Faster R-CNN at noise-20/40), ``full``
+(RFLA, HS-FPN vs Faster R-CNN); ``weak`` is added by its owner. APvt and APt (means) are
+reported beside AP50.
 
 The synthetic demo build may be too small to learn from: ``--synth DIR`` writes a larger built
 dataset of the synthetic sources' learnable shapes (``--synth-train`` images of
@@ -90,6 +92,25 @@ def sparse_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> li
     return out
 
 
+@family("noise")
+def noise_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> list[Pairing]:
+    """DN-TOD vs FCOS and SSD-Det vs Faster R-CNN on the same noisy boxes (rows 7–14)."""
+    out = []
+    for s in settings or ("noise-20", "noise-40"):
+        rows = _rows(manifest, "noise", s)
+        out.append(Pairing(s, tuple(m for m in rows if m.adapter == "torchvision"),
+                           tuple(m for m in rows if m.adapter == "native")))
+    return out
+
+
+@family("full")
+def full_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> list[Pairing]:
+    """RFLA and HS-FPN (rows 5, 6) vs Faster R-CNN (row 2) on the full labels."""
+    rows = _rows(manifest, "full", "full")
+    return [Pairing("full", tuple(m for m in rows if m.id == "2"),
+                    tuple(m for m in rows if m.id in ("5", "6")))]
+
+
 # ------------------------------------------------------------------------- synthetic build
 def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: int,
                       seed: int = 0) -> Path:
@@ -159,6 +180,9 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
                         "paper_AP50": m.paper.get("AP50"),
                         "status": [(r or {}).get("status", "missing") for r in recs],
                         "AP50": [None if v is None else round(100 * v, 2) for v in ap],
+                        **{k: [None if v is None else round(100 * v, 2) for v in
+                               [(r or {}).get("metrics", {}).get(k) for r in recs]]
+                           for k in ("APvt", "APt")},
                         "iterations": [((r or {}).get("notes") or {}).get("iterations")
                                        for r in recs]})
     return out
@@ -177,7 +201,7 @@ def mean_sd(values: Sequence[float | None]) -> tuple[float | None, float | None,
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: AP50 mean ± sd per row, gap to each baseline of its setting, the paper's gap."""
     lines = ["| setting | row | role | AP50 (mean ± sd, n) | gap to baselines | paper AP50 "
-             "(gap) | iterations |", "|---|---|---|---|---|---|---|"]
+             "(gap) | APvt / APt (mean) | iterations |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mean, sd, n = mean_sd(r["AP50"])
         cell = "—" if mean is None else (f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None
@@ -191,8 +215,10 @@ def table(rows: list[dict[str, Any]]) -> str:
                 gaps.append(f"{mean - bm:+.2f} vs {b['name']}")
             if b["paper_AP50"] is not None and r["paper_AP50"] is not None:
                 paper += f" ({r['paper_AP50'] - b['paper_AP50']:+.1f} vs {b['name']})"
+        sizes = " / ".join("—" if mean_sd(r.get(k, []))[0] is None
+                           else f"{mean_sd(r.get(k, []))[0]:.2f}" for k in ("APvt", "APt"))
         lines.append(f"| {r['setting']} | {r['id']} {r['name']} | {r['role']} | {cell} | "
-                     f"{'; '.join(gaps)} | {paper} | {r['iterations']} |")
+                     f"{'; '.join(gaps)} | {paper} | {sizes} | {r['iterations']} |")
     return "\n".join(lines)
 
 

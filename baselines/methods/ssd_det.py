@@ -327,7 +327,7 @@ def default_shake(ctx: MethodContext, cfg: Config) -> float | None:
     """The bag's shake: the option, else 0.2 for 40 % box noise and 0.1 otherwise (authors')."""
     if cfg.shake is not None:
         return float(cfg.shake)
-    return 0.2 if "noise-40" in ctx.train_json.parts else 0.1
+    return 0.2 if any(part.startswith("noise-40") for part in ctx.train_json.parts) else 0.1
 
 
 def train(ctx: MethodContext) -> dict[str, Any]:
