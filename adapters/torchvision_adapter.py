@@ -6,8 +6,9 @@ detections, backbone choice) are built by :mod:`baselines.detectors`, the schedu
 :mod:`baselines.train`. Options (manifest ``options`` or ``job.extra``, extra wins): ``model``,
 ``class_agnostic`` (default true: every object is class 1, as the paper evaluates; detections get
 the dataset's first category id), ``backbone_weights`` (a local ImageNet ``state_dict``; random
-initialisation otherwise, which the result notes state), and every plan override of
-:func:`baselines.schedules.resolve_plan`.
+initialisation otherwise, which the result notes state), ``init_checkpoint`` / ``init_parts``
+(start from a pre-trained model: the transfer rows of ``adapters/transfer.py``), and every plan
+override of :func:`baselines.schedules.resolve_plan`.
 
 Ignore regions (``iscrowd = 1``) are left out of the training targets (torchvision has no ignore
 label). Semi settings train on the labeled part only (the paper's supervised "Faster R-CNN" rows);
@@ -91,6 +92,11 @@ class TorchvisionAdapter:
         config = {"plan": plan.as_dict(), "model": spec.model, "num_classes": k,
                   "class_agnostic": agnostic, "seed": job.seed,
                   "train_sha": file_digest(job.train_json)}
+        # Transfer rows (adapters/transfer.py): start from a pre-trained model of this toolkit.
+        init = job_settings(job).get("init_checkpoint")
+        init_parts = str(job_settings(job).get("init_parts", "all"))
+        if init:
+            config["init"] = {"checkpoint_sha": file_digest(Path(init)), "parts": init_parts}
         notes: dict[str, Any] = {"weights": weights_note(plan), "model": spec.model,
                                  "schedule": plan.label(), "plan": plan.as_dict(),
                                  "device": job.device, "train_file": str(job.train_json),
@@ -105,7 +111,9 @@ class TorchvisionAdapter:
         if not samples:
             raise TinysetError(f"{job.train_json}: no images to train on")
         model, result = train_detector(samples, plan, spec, job.work_dir, seed=job.seed,
-                                       device=job.device, config=config)
+                                       device=job.device, config=config,
+                                       init_checkpoint=Path(init) if init else None,
+                                       init_parts=init_parts)
         stats = result.notes()
         save_model(final, model, spec, config, stats)
         return {**notes, **stats}

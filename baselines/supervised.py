@@ -31,12 +31,21 @@ def detector_spec(plan: TrainPlan, model: str, num_classes: int, *, train: bool 
 
 
 def train_detector(samples: list[Sample], plan: TrainPlan, spec: DetectorSpec, work_dir: Path,
-                   *, seed: int, device: str, config: Mapping[str, Any]) -> tuple[Any, FitResult]:
-    """Plain supervised training of ``spec`` on ``samples`` (resumable; see :func:`fit`)."""
+                   *, seed: int, device: str, config: Mapping[str, Any],
+                   init_checkpoint: Path | None = None, init_parts: str = "all",
+                   ) -> tuple[Any, FitResult]:
+    """Plain supervised training of ``spec`` on ``samples`` (resumable; see :func:`fit`).
+
+    ``init_checkpoint`` (a :func:`save_model` file) starts from a pre-trained model instead
+    (:func:`load_init`; transfer rows, ``adapters/transfer.py``); a resumed run continues from
+    its own checkpoint as usual.
+    """
     import torch
 
     torch.manual_seed(seed)
     model = build_detector(spec).to(device)
+    if init_checkpoint is not None:
+        load_init(model, init_checkpoint, init_parts)
 
     def step(it: int) -> Mapping[str, Any]:
         images, targets = training_batch(samples, it, batch_size=plan.batch_size,
@@ -58,6 +67,31 @@ def save_model(path: Path, model: Any, spec: DetectorSpec, config: Mapping[str, 
     with atomic_path(path, fsync=False) as tmp:
         torch.save({"config": dict(config), "spec": dataclasses.asdict(spec),
                     "model": model.state_dict(), "train_stats": dict(stats)}, tmp)
+
+
+def load_init(model: Any, path: Path, parts: str = "all") -> int:
+    """Copy a saved model's weights into ``model``; returns how many tensors were copied.
+
+    ``parts``: ``all`` (every tensor) or ``backbone`` (the feature extractor, ``backbone.body.*``,
+    without FPN and heads). Every tensor of those parts must exist in the checkpoint with the same
+    shape (BatchNorm's ``num_batches_tracked`` counters aside, which frozen BN does not have), so
+    a checkpoint of another model or backbone is a one-line error, never a silent partial load.
+    """
+    from tinyset_builder.errors import TinysetError
+
+    if parts not in ("all", "backbone"):
+        raise TinysetError(f"init parts must be all or backbone, got {parts!r}")
+    saved = read_saved(path)["model"]
+    own = model.state_dict()
+    prefix = "backbone.body." if parts == "backbone" else ""
+    wanted = [k for k in own if k.startswith(prefix) and not k.endswith("num_batches_tracked")]
+    bad = [k for k in wanted if k not in saved or tuple(saved[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise TinysetError(f"{path}: {len(bad)} of {len(wanted)} {parts} tensors missing or of "
+                           f"another shape (first: {bad[0]}); pre-train the same model and "
+                           f"backbone")
+    model.load_state_dict({k: saved[k] for k in wanted}, strict=False)
+    return len(wanted)
 
 
 def read_saved(path: Path) -> dict[str, Any]:

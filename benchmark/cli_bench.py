@@ -30,7 +30,8 @@ def _devices(device: str) -> list[str]:
 def benchmark(
     data: Annotated[Path, typer.Option("--data", help="A dataset built by `tinyset build`.")],
     paradigm: Annotated[str, typer.Option(
-        "--paradigm", help="full, noise, semi, sparse, weak, zero-shot, p2sod or all.")],
+        "--paradigm", help="full, noise, semi, sparse, weak, zero-shot, p2sod or all (or a study: "
+                           "deal-studies, transfer).")],
     methods: Annotated[str | None, typer.Option(
         "--methods", help="Comma-separated manifest ids (e.g. 15,16,deal).")] = None,
     runs: Annotated[Path, typer.Option("--runs", help="Results store.")] = Path("runs"),
@@ -58,6 +59,9 @@ def benchmark(
     backbone_weights: Annotated[Path | None, typer.Option(
         "--backbone-weights", help="Local ImageNet ResNet-50 state_dict (torchvision rows).")
     ] = None,
+    pretrain_data: Annotated[Path | None, typer.Option(
+        "--pretrain-data", help="transfer rows: the TinySet build to pre-train on (the target "
+                                "is --data).")] = None,
     slurm_partition: Annotated[str | None, typer.Option("--slurm-partition")] = None,
     timeout_min: Annotated[int, typer.Option("--timeout-min", help="Slurm time limit.")] = 1440,
     force: Annotated[bool, typer.Option("--force", help="Re-run runs stored ok.")] = False,
@@ -81,6 +85,7 @@ def benchmark(
                         ("--seeds", seeds), ("--device", device), ("--env-python", env_python),
                         ("--adapter", adapter), ("--settings", settings), ("--split", split),
                         ("--backbone-weights", backbone_weights),
+                        ("--pretrain-data", pretrain_data),
                         ("--slurm-partition", slurm_partition), ("--manifest", manifest)):
         if value is not None:
             command += [flag, str(value)]
@@ -104,6 +109,10 @@ def benchmark(
         extra["minutes"] = minutes
     if backbone_weights and not backbone_weights.is_file():
         raise TinysetError(f"--backbone-weights {backbone_weights}: file not found")
+    if pretrain_data is not None:
+        if not (pretrain_data / "build.json").is_file():
+            raise TinysetError(f"--pretrain-data {pretrain_data}: not a finished tinyset build")
+        extra["pretrain_data"] = str(pretrain_data.resolve())
     devices = _devices(device)
     specs = plan(chosen, data, runs, seeds=seed_list, schedule=schedule, split=split,
                  device=devices[0], env_python=env_python, command=command,

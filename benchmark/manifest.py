@@ -44,6 +44,9 @@ PARADIGM_SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "p2sod": ("p2sod-1", "p2sod-2", "p2sod-3", "p2sod-4"),
     # DEAL's ablation rows (Tables IV(a)-(d), laid out by manifests/studies.toml); not in "all".
     "deal-studies": ("p2sod-1", "p2sod-2", "p2sod-3", "p2sod-4"),
+    # Transfer rows of Tables III and VI (adapters/transfer.py, run on a target build); not in
+    # "all": they need a target dataset and a TinySet build to pre-train on.
+    "transfer": ("full", "p2sod-1"),
 })
 
 #: How the paper names each paradigm's block in Table I.
@@ -51,9 +54,10 @@ PARADIGM_TITLES: Mapping[str, str] = MappingProxyType({
     "full": "fully-supervised", "noise": "label noise", "semi": "semi-supervised",
     "sparse": "sparse-shot", "weak": "weakly-supervised", "zero-shot": "zero-shot",
     "p2sod": "point-prompted (P2SOD)", "deal-studies": "DEAL studies (Table IV)",
+    "transfer": "transfer (Tables III, VI)",
 })
 #: Paradigms that ``select(paradigm="all")`` leaves out (study rows, not the paper's Tables I/II).
-STUDY_PARADIGMS = ("deal-studies",)
+STUDY_PARADIGMS = ("deal-studies", "transfer")
 
 KNOWN_ADAPTERS = ("torchvision", "ultralytics", "mmdet", "external", "zeroshot", "deal", "native")
 _SCHEDULE = re.compile(r"^(\d+(?:\.\d+)?)x$")
