@@ -6,7 +6,8 @@ head with progressive assignment, ...), turns every training point into a pseudo
 torchvision detector (:mod:`baselines.supervised`) is then trained on those boxes. Both phases
 run through the one training loop :func:`baselines.train.fit` (checkpoints ``generator_ckpt.pt``
 and ``checkpoint.pt``); under the ``cpu`` schedule the budget is split between them by
-``generator_share`` (default 0.5), so a method and its supervised baseline spend the same compute.
+``generator_share`` (default 0.5; :func:`baselines.teacher.split_plan`), so a method and its
+supervised baseline spend the same compute.
 
 The generator sees exactly what the detector would: the plan's crops (``cpu``: 256² random crops
 placed on objects, ``smoke``: whole tiles resized), the same ResNet-FPN backbone; pseudo boxes are
@@ -236,14 +237,6 @@ def cut_symmetric(bags: np.ndarray, points: np.ndarray, size: int) -> np.ndarray
 PseudoFn = Callable[[Any, Any, np.ndarray, float, int], tuple[np.ndarray, np.ndarray | None]]
 
 
-def phase_plan(plan: TrainPlan, share: float) -> TrainPlan:
-    """A phase's share of the plan: ``share`` of the cpu budget, or of the fixed iterations."""
-    if plan.iterations is None:
-        assert plan.budget_minutes is not None
-        return dataclasses.replace(plan, budget_minutes=plan.budget_minutes * share)
-    return dataclasses.replace(plan, iterations=max(1, round(plan.iterations * share)))
-
-
 def generate_pseudo(net: Any, samples: list[PointSample], plan: TrainPlan, pseudo: PseudoFn,
                     device: str) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """Pseudo boxes (tile pixels, xyxy) and rotated boxes (or None) for every training point."""
@@ -299,9 +292,10 @@ def write_pseudo(path: Path, samples: list[PointSample], boxes: list[np.ndarray]
 
 
 def run_two_phase(ctx: Any, *, method: str, config: Any, build: Callable[[TrainPlan], Any],
-                  make_step: Callable[..., Callable[[int], Mapping[str, Any]]],
+                  make_step: Callable[..., Callable[[int], Mapping[str, Any]]] | None = None,
                   pseudo: PseudoFn, detector: str = "faster_rcnn",
                   extra_notes: Callable[[Any], Mapping[str, Any]] | None = None,
+                  train_generator: Callable[..., Mapping[str, Any]] | None = None,
                   ) -> dict[str, Any]:
     """Train the generator, write pseudo labels, train the detector on them (each resumable).
 
@@ -310,7 +304,10 @@ def run_two_phase(ctx: Any, *, method: str, config: Any, build: Callable[[TrainP
         method: the method's name (notes).
         config: the method's ``Config`` (part of the run's configuration hash).
         build: ``build(plan) -> net`` the generator network.
-        make_step: ``make_step(net, samples, plan, seed, nn_all, device) -> step(it)``.
+        make_step: ``make_step(net, samples, plan, seed, nn_all, device) -> step(it)``, trained
+            with one :func:`fit` (checkpoint ``generator_ckpt.pt``); or
+        train_generator: ``train_generator(net, samples, plan, seed, nn_all, device, work_dir,
+            config) -> notes`` for generators with phases of their own (several fits).
         pseudo: ``pseudo(net, image[1,3,S,S], points, scale, S) -> (xyxy, rboxes|None)``.
         detector: the torchvision detector trained on the pseudo boxes.
         extra_notes: more notes from the generator (e.g. which mask source ran).
@@ -319,13 +316,14 @@ def run_two_phase(ctx: Any, *, method: str, config: Any, build: Callable[[TrainP
 
     from baselines.points import nearest_neighbour_distance
     from baselines.supervised import FINAL, detector_spec, read_saved, save_model, train_detector
+    from baselines.teacher import split_plan
     from baselines.train import fit
 
     samples, counts = load_point_samples(ctx.train_json, ctx.data_dir)
     if not any(len(s.points) for s in samples):
         raise TinysetError(f"{ctx.train_json}: no points to train on")
     share = float(ctx.setting("generator_share", 0.5))
-    gen_plan, det_plan = phase_plan(ctx.plan, share), phase_plan(ctx.plan, 1.0 - share)
+    gen_plan, det_plan = split_plan(ctx.plan, share)
     cfg = {"method": method, "method_config": dataclasses.asdict(config),
            "plan": ctx.plan.as_dict(), "generator_share": share, "seed": ctx.seed,
            "detector": detector, "train_sha": file_digest(ctx.train_json)}
@@ -351,10 +349,15 @@ def run_two_phase(ctx: Any, *, method: str, config: Any, build: Callable[[TrainP
         net.load_state_dict(state["model"])
         gen_stats = state["stats"]
     else:
-        step = make_step(net, samples, gen_plan, ctx.seed, nn_all, ctx.device)
-        res = fit(net, step, gen_plan, ctx.work_dir, seed=ctx.seed, config=gen_cfg,
-                  checkpoint_name="generator_ckpt.pt")
-        gen_stats = {f"generator_{k}": v for k, v in res.notes().items()}
+        if train_generator is not None:
+            gen_stats = dict(train_generator(net, samples, gen_plan, ctx.seed, nn_all, ctx.device,
+                                             ctx.work_dir, gen_cfg))
+        else:
+            assert make_step is not None
+            step = make_step(net, samples, gen_plan, ctx.seed, nn_all, ctx.device)
+            res = fit(net, step, gen_plan, ctx.work_dir, seed=ctx.seed, config=gen_cfg,
+                      checkpoint_name="generator_ckpt.pt")
+            gen_stats = {f"generator_{k}": v for k, v in res.notes().items()}
         from tinyset_builder.io import atomic_path
 
         with atomic_path(gen_path, fsync=False) as tmp:

@@ -29,6 +29,11 @@ from tinyset_builder.errors import TinysetError
 
 #: Method name -> module. One line per method.
 METHODS: dict[str, str] = {
+    "p2bnet": "baselines.methods.p2bnet",
+    "point_teacher": "baselines.methods.point_teacher",
+    "pointobb_v2": "baselines.methods.pointobb_v2",
+    "pointobb_v3": "baselines.methods.pointobb_v3",
+    "point2rbox_v3": "baselines.methods.point2rbox_v3",
     "rfla": "baselines.methods.rfla",
     "hs_fpn": "baselines.methods.hs_fpn",
     "dn_tod": "baselines.methods.dn_tod",
