@@ -145,7 +145,7 @@ def report(
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
                    ] = None,
     table: Annotated[str, typer.Option(
-        "--table", help="I, II, 4a, 4b, 4c, 4d or 5 (the paper's layouts; "
+        "--table", help="I, II, 3, 4a, 4b, 4c, 4d, 5 or 6 (the paper's layouts; "
                         "manifests/studies.toml).")] = "I",
     paradigm: Annotated[str | None, typer.Option(
         "--paradigm", help="Comma list (default: the paradigms with stored runs).")] = None,

@@ -270,7 +270,16 @@ def _ratio(a: Any, b: Any) -> float:
     return x / y if y else math.nan
 
 
-RENDERERS = {"metrics": metrics_grids, "table2": table2_grids, "efficiency": efficiency_grids}
+def _transfer_grids(spec: Mapping[str, Any], runs: Path,
+                    datasets: Sequence[str] | None = None) -> list[Grid]:
+    """Tables III and VI (``kind = "transfer"``): :mod:`benchmark.report_transfer`."""
+    from benchmark.report_transfer import transfer_grids
+
+    return transfer_grids(spec, runs, datasets)
+
+
+RENDERERS = {"metrics": metrics_grids, "table2": table2_grids, "efficiency": efficiency_grids,
+             "transfer": _transfer_grids}
 
 
 # ---------------------------------------------------------------------------------------------
