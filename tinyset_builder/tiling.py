@@ -31,6 +31,7 @@ windows and boxes, which matters for crowded sources (SKU110K, JHU-CROWD++) cut 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
@@ -109,9 +110,15 @@ class TilingOptions:
             1.0
         """
         longer = max(width, height)
-        if self.letterbox and longer * downscale < self.tile:
-            return self.tile / longer
-        return downscale
+        if not (self.letterbox and longer * downscale < self.tile):
+            return downscale
+        scale = self.tile / longer
+        # Never past the tile by a rounding error: a box on the far border stays whole. (The
+        # shorter side is resized to round(side * scale) pixels, so a box on its border may
+        # lose up to half a pixel, as with a manifest downscale.)
+        while longer * scale > self.tile:
+            scale = math.nextafter(scale, 0.0)
+        return scale
 
     def windows(self, width: int, height: int, split: str = "train") -> list[Window]:
         """The windows of an image of ``width × height`` (already resized) in ``split``."""

@@ -50,6 +50,15 @@ def test_letterbox_scale_makes_the_longer_side_the_tile(size: tuple[int, int], s
     assert TilingOptions().image_scale(*size) == 1.0
 
 
+@pytest.mark.parametrize("tile", [1024, 1000, 800, 640])
+def test_letterbox_never_scales_the_longer_side_past_the_tile(tile: int) -> None:
+    # 1000 / 15 * 15 > 1000 in floating point: without care a box on the border would be cut
+    opts = TilingOptions(tile=tile, overlap=0, letterbox=True)
+    for side in range(1, tile):
+        scale = opts.image_scale(side, 1)
+        assert side * scale <= tile and round(side * scale) == tile
+
+
 def test_letterbox_applies_after_a_manifest_downscale() -> None:
     opts = TilingOptions(letterbox=True)
     assert opts.image_scale(1600, 1200, 0.5) == pytest.approx(1024 / 1600)  # 800 < 1024
