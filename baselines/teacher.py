@@ -312,7 +312,7 @@ def finish(ctx: Any, model: Any, spec: Any, config: Mapping[str, Any],
 def split_plan(plan: Any, fraction: float) -> tuple[Any, Any]:
     """A plan cut in two phases: ``fraction`` of the budget (or steps) and the rest."""
     if plan.iterations is not None:
-        first = max(1, round(plan.iterations * fraction))
+        first = max(1, min(plan.iterations - 1, round(plan.iterations * fraction)))
         return (dataclasses.replace(plan, iterations=first),
                 dataclasses.replace(plan, iterations=max(1, plan.iterations - first)))
     assert plan.budget_minutes is not None
