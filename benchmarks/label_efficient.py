@@ -11,8 +11,10 @@ Families (``--family``; each is one function registered in :data:`FAMILIES`, own
 engineer of its methods): ``semi`` (Soft Teacher, PseCo vs labelled-only Faster R-CNN at
 semi-1/5/10), ``sparse`` (Co-mining, Calibrated Teacher vs Faster R-CNN and RetinaNet at
 shot-1/3/5), ``noise`` (DN-TOD vs FCOS, SSD-Det vs Faster R-CNN at noise-20/40), ``full``
-(RFLA, HS-FPN vs Faster R-CNN); ``weak`` is added by its owner. APvt and APt (means) are
-reported beside AP50.
+(RFLA, HS-FPN vs Faster R-CNN), ``weak`` (P2BNet, PointOBB-v2/v3, Point Teacher, Point2RBox-v3
+from ``points-center`` beside Faster R-CNN on the true boxes and DEAL; its table gives AP25 and
+AP50 mean ± sd and each method's pseudo-box quality on the training split). APvt and APt (means)
+are reported beside AP50.
 
 The synthetic demo build may be too small to learn from: ``--synth DIR`` writes a larger built
 dataset of the synthetic sources' learnable shapes (``--synth-train`` images of
@@ -111,6 +113,52 @@ def full_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> list
                     tuple(m for m in rows if m.id in ("5", "6")))]
 
 
+@family("weak")
+def weak_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> list[Pairing]:
+    """The point-supervised rows 33–37 (trained from ``points-center``) beside Faster R-CNN on the
+    true boxes (row 2, ``full``) and DEAL (its own setting: boxes for training, one point prompt
+    per category at inference, ``p2sod-1``). ``settings`` may swap ``points-center`` for another
+    points variant (e.g. ``points-jitter``)."""
+    rows = [m for m in manifest if m.paradigm == "weak"]
+    base = tuple(m for m in manifest if m.id in ("2", "deal"))
+    out = []
+    for s in settings or ("points-center",):
+        out.append(Pairing(s, base, tuple(replace(m, setting=s) for m in rows)))
+    return out
+
+
+def weak_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown for the weak family: AP25 and AP50 mean ± sd, pseudo-box quality on the
+    training split (mean IoU with the true boxes, by size, median size ratio), paper's AP25."""
+    def cell(values: Sequence[float | None]) -> str:
+        mean, sd, n = mean_sd(values)
+        if mean is None:
+            return "—"
+        return f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None else "") + f" (n={n})"
+
+    lines = ["| row | AP25 (mean ± sd) | AP50 (mean ± sd) | paper AP25 / AP50 | pseudo mIoU "
+             "(train) | mIoU vt / t / s / m | pseudo size ratio | status |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pq = [p for p in r.get("pseudo", []) if p]
+
+        def avg(key: str, pq: list = pq) -> str:
+            vals = [p[key] for p in pq if p.get(key) is not None]
+            return "—" if not vals else f"{sum(vals) / len(vals):.3f}"
+
+        paper = (f"{r['paper_AP25'] if r.get('paper_AP25') is not None else '—'} / "
+                 f"{r['paper_AP50'] if r['paper_AP50'] is not None else '—'}")
+        sizes = " / ".join(avg(f"pseudo_mean_iou_{k}") for k in ("vt", "t", "s", "m"))
+        lines.append(f"| {r['id']} {r['name']} ({r['setting']}) | {cell(r.get('AP25', []))} | "
+                     f"{cell(r['AP50'])} | {paper} | {avg('pseudo_mean_iou')} | {sizes} | "
+                     f"{avg('pseudo_size_ratio_median')} | {', '.join(r['status'])} |")
+    return "\n".join(lines)
+
+
+#: Families with a table of their own (the default is :func:`table`).
+TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {"weak": weak_table}
+
+
 # ------------------------------------------------------------------------- synthetic build
 def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: int,
                       seed: int = 0) -> Path:
@@ -182,7 +230,11 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
                         "AP50": [None if v is None else round(100 * v, 2) for v in ap],
                         **{k: [None if v is None else round(100 * v, 2) for v in
                                [(r or {}).get("metrics", {}).get(k) for r in recs]]
-                           for k in ("APvt", "APt")},
+                           for k in ("AP25", "APvt", "APt")},
+                        "paper_AP25": m.paper.get("AP25"),
+                        "pseudo": [{k: v for k, v in ((r or {}).get("notes") or {}).items()
+                                    if k.startswith("pseudo_") and k != "pseudo_labels"}
+                                   for r in recs],
                         "iterations": [((r or {}).get("notes") or {}).get("iterations")
                                        for r in recs]})
     return out
@@ -285,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       minutes=a.minutes, extra=extra,
                       only=a.only.split(",") if a.only else None)
     a.out.mkdir(parents=True, exist_ok=True)
-    md = table(rows)
+    md = TABLES.get(a.family, table)(rows)
     (a.out / f"{a.family}.md").write_text(md + "\n")
     (a.out / f"{a.family}.json").write_text(json.dumps(
         {"family": a.family, "data": str(data), "minutes": a.minutes, "extra": extra,

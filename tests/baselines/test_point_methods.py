@@ -108,3 +108,25 @@ def test_point_teacher_masks_avoid_points_and_regress_their_boxes() -> None:
     centres = (shaken[..., :2] + shaken[..., 2:]) / 2
     assert np.all(np.abs(centres[..., 0] - 5) <= 2.0 + 1e-5)
     assert np.all(np.abs(centres[..., 1] - 10) <= 4.0 + 1e-5)
+
+
+def test_weak_family_pairs_points_rows_with_boxes_and_deal_and_tabulates_ap25() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import label_efficient as le
+
+    manifest = list(load_methods().methods)
+    (pair,) = le.FAMILIES["weak"](manifest, None)
+    assert pair.setting == "points-center"
+    assert [m.id for m in pair.methods] == list(POINT_ROWS)
+    assert {m.id for m in pair.baselines} == {"2", "deal"}
+    (jit,) = le.FAMILIES["weak"](manifest, ["points-jitter"])
+    assert {m.setting for m in jit.methods} == {"points-jitter"}
+    row = {"setting": "points-center", "id": "36", "name": "Point Teacher", "role": "method",
+           "paper_AP50": 9.2, "paper_AP25": 47.8, "AP25": [10.0, 20.0, None], "AP50": [1.0, 3.0],
+           "status": ["ok", "ok", "failed: x"],
+           "pseudo": [{"pseudo_mean_iou": 0.2, "pseudo_mean_iou_t": 0.1},
+                      {"pseudo_mean_iou": 0.4}, {}]}
+    md = le.weak_table([row])
+    sd25 = float(np.std([10.0, 20.0], ddof=1))
+    assert f"15.00 ± {sd25:.2f} (n=2)" in md and "2.00 ± 1.41 (n=2)" in md
+    assert "| 0.300 |" in md and "— / 0.100 / — / —" in md and "47.8 / 9.2" in md
