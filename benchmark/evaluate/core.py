@@ -242,59 +242,6 @@ def match_units(u0, u1, g_off, gbox, garea, gcrowd, gid_ok, d_off, dbox, darea, 
 
 
 @nb.njit(cache=True, nogil=True)
-def accumulate_pr(j0, j1, flags, sel, scores_sorted, npig, rec_thrs, precision, recall, scores):
-    """Precision/recall/scores of one (category, maxDets) for (area, threshold) jobs j0..j1-1.
-
-    Job ``j`` is area ``j // T``, threshold ``j % T``; releases the GIL like :func:`match_units`.
-
-    Args:
-        flags: ``(A, T, n_dt)`` outcome codes from :func:`match_units`.
-        sel: detection rows in accumulation order (stable score sort, cut to maxDets per unit).
-        scores_sorted: their scores.
-        npig: ``(A,)`` non-ignored GT count per area; 0 leaves the entries at -1.
-        rec_thrs: recall points.
-        precision, scores: ``(T, R, A)`` views to fill; recall: ``(T, A)`` view.
-    """
-    n_t = flags.shape[1]
-    n = sel.shape[0]
-    n_r = rec_thrs.shape[0]
-    for job in range(j0, j1):
-        a = job // n_t
-        t = job % n_t
-        if npig[a] == 0:
-            continue
-        npig_f = float(npig[a])
-        rc = np.empty(n, np.float64)
-        pr = np.empty(n, np.float64)
-        tp = 0.0
-        fp = 0.0
-        for i in range(n):
-            f = flags[a, t, sel[i]]
-            if f == TP:
-                tp += 1.0
-            elif f == FP:
-                fp += 1.0
-            rc[i] = tp / npig_f
-            pr[i] = tp / (fp + tp + EPS)
-        recall[t, a] = rc[n - 1] if n > 0 else 0.0
-        for i in range(n - 1, 0, -1):
-            if pr[i] > pr[i - 1]:
-                pr[i - 1] = pr[i]
-        i = 0
-        for r in range(n_r):
-            while i < n and rc[i] < rec_thrs[r]:
-                i += 1
-            if i >= n:
-                # pycocotools stops at the first recall point out of reach; the rest stay 0.
-                for rr in range(r, n_r):
-                    precision[t, rr, a] = 0.0
-                    scores[t, rr, a] = 0.0
-                break
-            precision[t, r, a] = pr[i]
-            scores[t, r, a] = scores_sorted[i]
-
-
-@nb.njit(cache=True, nogil=True)
 def pack_outcomes(flags, tp_bits, fp_bits, row0, pos):
     """Pack ``flags[a, t, i]`` into bit ``a * T + t`` of ``tp_bits`` / ``fp_bits`` row
     ``pos[row0 + i]`` (the detection's place in accumulation order).
@@ -321,7 +268,10 @@ def pack_outcomes(flags, tp_bits, fp_bits, row0, pos):
 @nb.njit(cache=True, nogil=True)
 def accumulate_bits(j0, j1, n_t, tp_bits, fp_bits, rank, scores_sorted, max_dets, npig,
                     rec_thrs, precision, recall, scores):
-    """:func:`accumulate_pr` on packed outcomes, every maxDets at once, without per-job arrays.
+    """Precision/recall/scores of one category for (area, threshold) jobs ``j0 .. j1-1``.
+
+    Job ``j`` is area ``j // n_t``, threshold ``j % n_t``, for every maxDets at once, without
+    per-job arrays; releases the GIL, so callers run disjoint job ranges in threads.
 
     Rows are in accumulation order (one stable sort of the scores); ``rank`` is each row's
     position in its unit, so maxDets ``m`` keeps the rows with ``rank < m``. A forward pass
