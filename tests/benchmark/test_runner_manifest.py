@@ -22,9 +22,9 @@ from benchmark.results import ResultsStore
 from benchmark.runner import build_job, plan, prepare_variants, resolve_adapter, run_benchmark
 
 #: What an ``unavailable`` reason must contain: how to get what is missing (a command to run,
-#: an option or variable to set, a place to download from).
-REMEDY = re.compile(r"pip install|mim install|git clone|hf download|--env-python|"
-                    r"TINYSET_[A-Z0-9_]+|option '\w+'|https?://")
+#: a command-line option, adapter option or variable to set, a place to download from).
+REMEDY = re.compile(r"pip install|mim install|git clone|hf download|tinyset [a-z]+|"
+                    r"--[a-z][a-z-]+|TINYSET_[A-Z0-9_]+|option '\w+'|https?://")
 
 
 @pytest.fixture(scope="module")
