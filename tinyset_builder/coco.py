@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyset_builder.errors import TinysetError
-from tinyset_builder.io import read_json, write_json
+from tinyset_builder.io import atomic_path, dumps_json, read_json
 
 PROVENANCE_KEYS = ("source", "domain", "split", "original_file", "window", "scale")
 _IMAGE_KEYS = ("id", "file_name", "width", "height", *PROVENANCE_KEYS)
@@ -270,9 +270,31 @@ class CocoDataset:
                    info=dict(d.get("info", {})))
 
     def save(self, path: str | Path) -> Path:
-        """Validate, then write atomically as compact, stable JSON."""
+        """Validate, then write atomically as compact, stable JSON.
+
+        The bytes are those of ``write_json(path, self.to_dict())``, written a few thousand
+        records at a time: the dicts and the text of a whole crowded source (millions of
+        boxes) are never in memory at once.
+        """
         self.validate()
-        return write_json(path, self.to_dict())
+
+        def dumps(obj: Any) -> bytes:
+            return dumps_json(obj)[:-1]  # without the trailing newline
+
+        def records(name: str, items: Sequence[Any]) -> Iterator[bytes]:
+            yield b',"' + name.encode() + b'":['
+            for start in range(0, len(items), 4096):
+                chunk = [r.to_dict() for r in items[start:start + 4096]]
+                yield (b"," if start else b"") + dumps(chunk)[1:-1]
+            yield b"]"
+
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            f.write(b'{"info":' + dumps(self.info))
+            for name, items in (("images", self.images), ("annotations", self.annotations),
+                                ("categories", self.categories)):
+                f.writelines(records(name, items))
+            f.write(b"}\n")
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> CocoDataset:
