@@ -40,13 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user errors print one line on stderr and give 2.
 
     Typer's standalone mode reports usage errors (a missing option, a bad value) itself, as one
-    message with the usage line, and exits with code 2.
+    message with the usage line, and exits with code 2 (``tinyset eval``'s options are parsed by
+    argparse derived from the same Typer signature, which does the same; see
+    ``benchmark/cli_eval.py``).
     """
     from tinyset_builder.errors import TinysetError
 
-    app = build_app()
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="tinyset")
+        if args[:1] == ["eval"] and not {"-h", "--help"} & set(args):
+            # Typer would import pydantic to coerce the options: ~0.2 s of a small evaluation
+            from benchmark.cli_eval import main_without_typer
+
+            main_without_typer(args[1:])
+        else:
+            build_app()(args=args, prog_name="tinyset")
     except TinysetError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         return 2

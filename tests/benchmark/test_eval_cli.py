@@ -174,3 +174,33 @@ def test_cli_options_prompts_nwd_size_iou_and_backend(tmp_path: Path) -> None:
     py_res = json.loads((tmp_path / "pycocotools.json").read_text())
     assert {k: v for k, v in native_res.items() if k != "backend"} == \
         {k: v for k, v in py_res.items() if k != "backend"}
+
+
+def test_cli_eval_options_parse_without_typer_and_pydantic(tmp_path: Path) -> None:
+    # `tinyset eval` is parsed by argparse derived from the Typer signature (start-up cost);
+    # every option must exist in both, with the same destinations and defaults.
+    import inspect
+
+    from benchmark.cli_eval import _argparse_from_signature, eval_cmd
+
+    ap = _argparse_from_signature(eval_cmd, "tinyset eval")
+    got = vars(ap.parse_args(["--gt", "g.json", "--dt", "d.npz"]))
+    sig = inspect.signature(eval_cmd).parameters
+    assert set(got) == set(sig)
+    assert {k: v for k, v in got.items() if k not in ("gt", "dt")} == \
+        {k: p.default for k, p in sig.items() if k not in ("gt", "dt")}
+    full = vars(ap.parse_args(["--gt", "g", "--dt", "d", "--by", "source", "--by", "domain",
+                               "--per-category", "--nwd", "12.8", "--json", "o.json"]))
+    assert full["by"] == ["source", "domain"] and full["per_category"] and full["nwd"] == 12.8
+    gt, dt = random_case(2)
+    write_json(tmp_path / "gt.json", gt)
+    write_json(tmp_path / "dt.json", dt)
+    code = ("import sys\nfrom tinyset_builder.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('PYDANTIC', 'pydantic' in sys.modules, file=sys.stderr)\nsys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "eval", "--gt", str(tmp_path / "gt.json"),
+                           "--dt", str(tmp_path / "dt.json")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0 and "PYDANTIC False" in proc.stderr, proc.stderr
+    bad = subprocess.run([sys.executable, "-m", "tinyset_builder.cli", "eval", "--gt", "x"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert bad.returncode == 2 and "--dt" in bad.stderr
