@@ -130,3 +130,47 @@ def test_weak_family_pairs_points_rows_with_boxes_and_deal_and_tabulates_ap25() 
     sd25 = float(np.std([10.0, 20.0], ddof=1))
     assert f"15.00 ± {sd25:.2f} (n=2)" in md and "2.00 ± 1.41 (n=2)" in md
     assert "| 0.300 |" in md and "— / 0.100 / — / —" in md and "47.8 / 9.2" in md
+
+
+def _tiny_sam(folder: Path) -> Path:
+    """A randomly initialised SAM of a few thousand weights, saved like a downloaded one."""
+    pytest.importorskip("transformers")
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+
+    vision = {"hidden_size": 32, "output_channels": 32, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "image_size": 64, "patch_size": 16, "mlp_dim": 64,
+              "global_attn_indexes": [0], "window_size": 0, "num_pos_feats": 16}
+    prompt = {"hidden_size": 32, "image_size": 64, "patch_size": 16, "mask_input_channels": 4}
+    decoder = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+               "mlp_dim": 64, "iou_head_hidden_dim": 32}
+    torch.manual_seed(0)
+    SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt,
+                       mask_decoder_config=decoder)).save_pretrained(folder)
+    SamProcessor(image_processor=SamImageProcessor(
+        size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+        mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16}),
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_point2rbox_v3_uses_sam_masks_when_weights_are_given(tmp_path: Path) -> None:
+    from baselines.methods import MethodContext, get_method
+    from baselines.schedules import resolve_plan
+
+    sam = _tiny_sam(tmp_path / "sam")
+    data = write_tiny_dataset(tmp_path / "tiny", size=64, objects=3,
+                              counts={"train": 2, "val": 1})
+    coco = json.loads((data / "annotations" / "train.json").read_text())
+    for a in coco["annotations"]:
+        x, y, w, h = a["bbox"]
+        a["point"] = [x + w / 2, y + h / 2]
+    (data / "points.json").write_text(json.dumps(coco))
+    settings = {**TINY, "sam_weights": str(sam), "sam_instance_thr": 3}
+    ctx = MethodContext(data / "points.json", None, data / "annotations" / "val.json", data,
+                        tmp_path / "work", resolve_plan("smoke", settings, n_images=2), settings,
+                        0, "cpu")
+    notes = get_method("point2rbox_v3").train(ctx)
+    # 3 points per image <= sam_instance_thr: every prior came from SAM, none from the watershed
+    assert notes["mask_priors_sam"] > 0 and notes["mask_priors_watershed"] == 0
+    assert notes["mask_source"].startswith("SAM (transformers")
+    assert notes["sam_weights"] == str(sam)
