@@ -1,0 +1,48 @@
+"""Rows 5, 6, 9, 10, 13, 14 (HS-FPN, RFLA, DN-TOD, SSD-Det) run through the benchmark runner:
+smoke schedule for all six, the cpu schedule for one (a tiny budget), on a tiny build."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
+from bench_fixture import write_tiny_dataset  # noqa: E402
+
+from benchmark.manifest import load_methods  # noqa: E402
+from benchmark.runner import plan, run_benchmark  # noqa: E402
+
+pytest.importorskip("torch")
+
+ROWS = {"5": "hs_fpn", "6": "rfla", "9": "dn_tod", "10": "ssd_det", "13": "dn_tod",
+        "14": "ssd_det"}
+LIGHT = {"backbone": "resnet18", "fpn_channels": 64, "smoke_size": 64, "smoke_iters": 2,
+         "batch_size": 1}
+
+
+def test_the_six_rows_run_native_under_smoke(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "tiny", counts={"train": 2, "val": 1, "test": 1})
+    manifest = load_methods()
+    rows = [manifest.get(i) for i in ROWS]
+    recs = run_benchmark(plan(rows, data, tmp_path / "runs", schedule="smoke", extra=LIGHT))
+    for rec in recs:
+        rid = rec["method"]["id"]
+        assert rec["status"] == "ok", (rid, rec["status"])
+        notes = rec["notes"]
+        assert notes["implementation"] == f"native:{ROWS[rid]}" and notes["iterations"] == 2
+    by_id = {r["method"]["id"]: r["notes"] for r in recs}
+    assert by_id["6"]["variant"] == {"rfla": {"topk": [3, 1], "ratio": 0.9, "fraction": 0.5}}
+    assert by_id["5"]["variant"]["neck"]["type"] == "hs_fpn"
+    assert by_id["13"]["dn_tod"]["remembered_boxes"] > 0
+    assert by_id["10"]["ssd_det"]["shake"] == 0.1 and by_id["14"]["ssd_det"]["shake"] == 0.2
+
+
+def test_dn_tod_runs_under_the_cpu_schedule(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "tiny", counts={"train": 2, "val": 1, "test": 1})
+    row = load_methods().get("13")
+    extra = {**LIGHT, "minutes": 0.002, "crop": 64, "test_size": 128}
+    rec = run_benchmark(plan([row], data, tmp_path / "runs", schedule="cpu", extra=extra))[0]
+    assert rec["status"] == "ok" and rec["schedule"] == "cpu 0.002 min"
+    assert rec["notes"]["iterations"] >= 1 and rec["notes"]["gflops_per_step"] > 0
