@@ -155,6 +155,53 @@ def weak_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def bag_ceiling(coco_json: Path, data_dir: Path) -> str:
+    """The best IoU any proposal of P2BNet's / PointOBB-v3's bag can reach, per object size.
+
+    A MIL method can only pick (a weighted mean of) its bag's proposals, so the best proposal's
+    IoU with the true box bounds its pseudo box. Bags are the authors' (scales in units of
+    ``min(H, W)/100`` of the tile, 7 ratios, centred on the point, symmetric cut); measured on
+    the training split's true boxes (``points-center`` keeps them beside the points).
+    """
+    import numpy as np
+
+    from baselines.methods import p2bnet, pointobb_v3
+    from baselines.point_nets import cut_symmetric
+    from baselines.points import load_point_samples, paired_iou, point_bags
+    from tinyset_builder.io import read_json
+
+    sides = {int(i["id"]): min(int(i["width"]), int(i["height"]))
+             for i in read_json(coco_json)["images"]}
+    samples, _ = load_point_samples(coco_json, data_dir)
+    lines = ["| bag | objects | best-IoU mean: all / vt / t / s / m | share ≥ 0.25 | share ≥ 0.5 "
+             "| smallest proposal (px) |", "|---|---|---|---|---|---|"]
+    for name, cfg in (("P2BNet", p2bnet.Config()), ("PointOBB-v3", pointobb_v3.Config())):
+        best, size, smallest = [], [], []
+        for s in samples:
+            if s.true_boxes is None or not len(s.points):
+                continue
+            tile = sides[s.image_id]
+            unit = tile / 100.0
+            bags = cut_symmetric(point_bags(s.points, [k * unit for k in cfg.base_scales],
+                                            cfg.base_ratios), s.points, tile)
+            n, m = bags.shape[:2]
+            iou = paired_iou(bags.reshape(-1, 4), np.repeat(s.true_boxes, m, axis=0))
+            best.append(iou.reshape(n, m).max(axis=1))
+            t = s.true_boxes
+            size.append(np.sqrt((t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])))
+            smallest.append(min(cfg.base_scales) * unit)
+        if not best:
+            continue
+        b, z = np.concatenate(best), np.concatenate(size)
+        bins = [b]
+        for lo, hi in ((0, 8), (8, 16), (16, 32), (32, np.inf)):
+            bins.append(b[(z >= lo) & (z < hi)])
+        means = " / ".join("—" if not len(x) else f"{x.mean():.3f}" for x in bins)
+        lines.append(f"| {name} | {len(b)} | {means} | {(b >= 0.25).mean():.3f} | "
+                     f"{(b >= 0.5).mean():.3f} | {min(smallest):.1f}–{max(smallest):.1f} |")
+    return "\n".join(lines)
+
+
 #: Families with a table of their own (the default is :func:`table`).
 TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {"weak": weak_table}
 
@@ -324,7 +371,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--extra", default="{}", help="JSON plan/method overrides for every run")
     p.add_argument("--runs", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--bag-ceiling", type=Path, metavar="POINTS_JSON",
+                   help="weak family: only print the MIL bags' best-IoU ceiling on this "
+                        "points variant's train.json (of --data) and exit")
     a = p.parse_args(argv)
+    if a.bag_ceiling is not None:
+        if a.data is None:
+            p.error("--bag-ceiling needs --data")
+        md = bag_ceiling(a.bag_ceiling, a.data)
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "weak_bag_ceiling.md").write_text(md + "\n")
+        print(md)
+        return 0
     if a.data is None and a.synth is None:
         p.error("give --data or --synth")
     data = a.data or write_synth_build(a.synth, train=a.synth_train, test=a.synth_test,

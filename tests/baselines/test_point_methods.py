@@ -174,3 +174,21 @@ def test_point2rbox_v3_uses_sam_masks_when_weights_are_given(tmp_path: Path) -> 
     assert notes["mask_priors_sam"] > 0 and notes["mask_priors_watershed"] == 0
     assert notes["mask_source"].startswith("SAM (transformers")
     assert notes["sam_weights"] == str(sam)
+
+
+def test_bag_ceiling_is_the_best_bag_iou(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import label_efficient as le
+
+    data = write_tiny_dataset(tmp_path / "tiny", size=100, objects=2,
+                              counts={"train": 1, "val": 1})
+    coco = json.loads((data / "annotations" / "train.json").read_text())
+    # 100² tile: bag unit 1 px, so P2BNet's smallest square proposal is 4×4 and the next 8×8
+    coco["annotations"] = coco["annotations"][:2]
+    coco["annotations"][0].update(bbox=[40.0, 40.0, 4.0, 4.0], point=[42.0, 42.0])
+    coco["annotations"][1].update(bbox=[10.0, 10.0, 2.0, 2.0], point=[11.0, 11.0])
+    (data / "pts.json").write_text(json.dumps(coco))
+    md = le.bag_ceiling(data / "pts.json", data)
+    p2b = next(line for line in md.splitlines() if line.startswith("| P2BNet"))
+    # a 4×4 object matches a proposal exactly; a 2×2 one is at best 4/16 of the 4×4 proposal
+    assert "| 2 | 0.625 / 0.625 / — / — / — | 1.000 | 0.500 | 4.0–4.0 |" in p2b
