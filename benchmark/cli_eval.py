@@ -60,12 +60,12 @@ def eval_cmd(
     from benchmark.evaluate.api import evaluate_full
     from benchmark.evaluate.summary import TABLE_KEYS, as_row
     from tinyset_builder.io import write_json
-    from tinyset_builder.progress import console
 
-    with console.status("evaluating"):
-        res, arrays = evaluate_full(gt, dt, prompts=prompts, backend=backend, by=by or None,
-                                    size_iou=size_iou, max_dets=max_dets,
-                                    class_agnostic=not per_category, nwd=nwd)
+    # No rich status spinner: its refresh thread would keep the evaluator from reading the GT
+    # in a forked process beside the detections (it forks only when no other thread runs).
+    res, arrays = evaluate_full(gt, dt, prompts=prompts, backend=backend, by=by or None,
+                                size_iou=size_iou, max_dets=max_dets,
+                                class_agnostic=not per_category, nwd=nwd)
     if dump_arrays is not None:
         import numpy as np
 
