@@ -262,6 +262,8 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
             return old
     run_dir = store.run_dir(spec.key)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for part in run_dir.rglob(".*.part"):  # temporary files of writes a kill interrupted
+        part.unlink()
     (run_dir / "error.log").unlink(missing_ok=True)
     record: dict[str, Any] = {
         "schema": SCHEMA, "key": spec.key.to_dict(), "method": dict(spec.method),

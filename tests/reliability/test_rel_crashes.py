@@ -204,9 +204,7 @@ def test_benchmark_killed_and_resumed_gives_the_same_results(tmp_path: Path) -> 
             if rec.get("status") == "ok":  # ok means its predictions are complete
                 json.loads((res.parent / "predictions.json").read_bytes())
     run_cli(cmd(runs), env)
-    # The runner does not sweep the temporary files of killed writes (known limit, see
-    # docs/reliability.md); they are never read: the results below are those of a clean run.
-    assert all(Path(p).name.startswith(".") for p in _parts(runs)), _parts(runs)
+    assert _parts(runs) == []  # the resumed runs swept the temporary files of killed writes
     assert_no_secret(runs)  # HF_TOKEN is in the runner's environment, never in its records
     ref_files, got_files = _files(ref), _files(runs)
     assert sorted(ref_files) == sorted(got_files)
