@@ -1,14 +1,17 @@
 """``tinyset build``: raw sources → TinySet (1024² images, COCO per split, build.json, stats).
 
-The steps (paper, section III; DESIGN.md "Built dataset"):
+The steps (paper, section III; DESIGN.md "Built dataset"), 1–4 source by source in SOURCES
+order, each source released before the next is converted (:func:`run_build`), so memory is
+bounded by the largest source rather than the whole dataset:
 
-1. **Convert** each present source (``RAW/<source>/``) to COCO in original pixels.
+1. **Convert** a present source (``RAW/<source>/``) to COCO in original pixels.
 2. **Plan** one :class:`~tinyset_builder.pipeline.TileTask` per original image, with its split
    decided up front (:mod:`.splits`), so every output of an image lands in one split.
 3. **Execute** the tasks that have no valid result yet (:mod:`.executors`): decode, hash,
    crop-or-pad, filter, encode. Finished tasks of an earlier, interrupted run are reused.
 4. **Merge** the result files in a fixed order (sources in SOURCES order, original files sorted,
-   windows row-major), dropping exact duplicates (:mod:`.dedupe`), and stream the COCO files out.
+   windows row-major), dropping exact duplicates (:mod:`.dedupe`), streaming the COCO files out
+   and collecting the statistics (:class:`~tinyset_builder.stats.StatsCollector`).
 5. **Account** for every input annotation in ``build.json`` and sweep files no record refers to.
 6. **Statistics** (:mod:`.stats`), then ``build.json`` last: its presence marks a finished build.
 
