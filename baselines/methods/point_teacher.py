@@ -225,6 +225,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
     )
     from baselines.teacher import ema_teacher, split_plan
     from baselines.train import fit
+    from tinyset_builder.io import atomic_path
 
     cfg = ctx.config(Config)
 
@@ -289,15 +290,30 @@ def train(ctx: MethodContext) -> dict[str, Any]:
             return {"loss_cls": sum(cls) / max(1, npos), "loss_mil": sum(mil) if mil else zero,
                     "loss_jitter_iou": sum(jit) / max(1, nbox) if jit else zero}
 
-        r1 = fit(net, step1, plan1, work_dir, seed=seed, config={**config, "phase": 1},
-                 tracked={"teacher": teacher}, after_step=teacher.after_step(net),
-                 checkpoint_name="pt_phase1_ckpt.pt")
+        # phase 1's end state (student and teacher) is kept, so a run interrupted in phase 2
+        # resumes there instead of recomputing phase 1
+        done1 = work_dir / "pt_phase1.pt"
+        cfg1 = {**config, "phase": 1}
+        state = (torch.load(done1, map_location="cpu", weights_only=False)
+                 if done1.is_file() else None)
+        if state is not None and state["config"] == cfg1:
+            net.load_state_dict(state["model"])
+            teacher.load_state_dict(state["teacher"])
+            notes1 = state["notes"]
+        else:
+            r1 = fit(net, step1, plan1, work_dir, seed=seed, config=cfg1,
+                     tracked={"teacher": teacher}, after_step=teacher.after_step(net),
+                     checkpoint_name="pt_phase1_ckpt.pt")
+            notes1 = r1.notes()
+            with atomic_path(done1, fsync=False) as tmp:
+                torch.save({"config": cfg1, "model": net.state_dict(),
+                            "teacher": teacher.state_dict(), "notes": notes1}, tmp)
         r2 = fit(net, step2, plan2, work_dir, seed=seed + 1, config={**config, "phase": 2},
                  tracked={"teacher": teacher}, after_step=teacher.after_step(net),
                  checkpoint_name="pt_phase2_ckpt.pt")
         # the generator's product is the teacher (it makes the pseudo boxes)
         net.load_state_dict(teacher.model.state_dict())
-        return {**{f"phase1_{k}": v for k, v in r1.notes().items()},
+        return {**{f"phase1_{k}": v for k, v in notes1.items()},
                 **{f"phase2_{k}": v for k, v in r2.notes().items()},
                 "teacher_ema_updates": int(teacher.updates)}
 
