@@ -106,7 +106,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
             preds = [retina_detections(model, im, f, {k: v.detach() for k, v in h.items()}, an)
                      for im, f, h, an in outs]
         losses = {}
-        for b, (images, _, head, anchors) in enumerate(outs):
+        for b, (_, _, head, anchors) in enumerate(outs):
             other = preds[1 - b]
             targets = []
             for gt, p in zip(gts, other, strict=True):

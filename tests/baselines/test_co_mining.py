@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-
 from baselines.methods.co_mining import co_generated
+
+torch = pytest.importorskip("torch")
 
 
 def test_co_generated_labels_exclude_annotated_objects() -> None:

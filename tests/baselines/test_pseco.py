@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
-
 from baselines.methods.pseco import aligned_iou, pcv_weights, pla_assign, shifted_anchor_generator
+
+torch = pytest.importorskip("torch")
 
 
 def test_prediction_guided_assignment_by_hand() -> None:

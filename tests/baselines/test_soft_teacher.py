@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
 from baselines.methods.soft_teacher import box_uncertainty, jitter_boxes, soft_weights
 from baselines.teacher import weighted_ce
+
+torch = pytest.importorskip("torch")
 
 
 def test_background_rois_are_weighted_by_the_teachers_background_score() -> None:

@@ -12,11 +12,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
 from bench_fixture import write_tiny_dataset
 
-torch = pytest.importorskip("torch")
-
 from baselines.augment import AffineParams, affine_boxes, hflip, map_boxes, strong_view
 from baselines.data import Sample
 from baselines.teacher import draw, ema_momentum, ema_teacher, filter_pseudo, load_data
+
+torch = pytest.importorskip("torch")
 
 
 def test_ema_momentum_follows_the_mean_teacher_hook() -> None:
