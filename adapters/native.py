@@ -49,7 +49,8 @@ class NativeAdapter:
         ctx = method_context(job)
         notes = get_method(str(job.options["method"])).train(ctx)
         return {"implementation": f"native:{job.options['method']}",
-                "schedule": ctx.plan.label(), **dict(notes)}
+                "schedule": ctx.plan.label(),
+                "backbone": f"{ctx.plan.backbone}-fpn{ctx.plan.fpn_channels}", **dict(notes)}
 
     def predict(self, job: Job) -> Sequence[Detections]:
         """Detections of every image of ``job.eval_json``."""

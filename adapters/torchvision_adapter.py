@@ -98,6 +98,7 @@ class TorchvisionAdapter:
         if init:
             config["init"] = {"checkpoint_sha": file_digest(Path(init)), "parts": init_parts}
         notes: dict[str, Any] = {"weights": weights_note(plan), "model": spec.model,
+                                 "backbone": f"{plan.backbone}-fpn{plan.fpn_channels}",
                                  "schedule": plan.label(), "plan": plan.as_dict(),
                                  "device": job.device, "train_file": str(job.train_json),
                                  **counts}

@@ -59,6 +59,7 @@ def measured(store: ResultsStore) -> Any:
                                g.sort_values("seed")["status"].iloc[-1],
                                # what ran: the run's schedule (e.g. "cpu 4 min") and adapter
                                "run_schedule": ", ".join(sorted(set(shown["schedule"]))),
+                               "run_backbone": ", ".join(sorted(set(shown["backbone"]) - {""})),
                                "impl": ", ".join(sorted(set(shown["adapter"])))}
         for m in (*PAPER_METRICS, "AP"):
             vals = [_percent(v) for v in ok[m]] if m in ok else []
@@ -122,9 +123,10 @@ def report_frame(store: ResultsStore, manifest: Manifest | None = None, *, table
                     continue
                 row: dict[str, Any] = {
                     "dataset": dataset, "group": group, "id": m.id, "method": m.name,
-                    "setting": setting, "backbone": m.backbone,
-                    # the manifest's (paper) schedule, unless the run used another one
-                    "schedule": _run_schedule(hit, m.schedule),
+                    "setting": setting,
+                    # the manifest's (paper) backbone and schedule, unless the run used others
+                    "backbone": _run_value(hit, "run_backbone", m.backbone),
+                    "schedule": _run_value(hit, "run_schedule", m.schedule),
                     "impl": hit["impl"].iloc[0] if len(hit) else m.adapter,
                     "status": hit["status"].iloc[0] if len(hit) else "not run",
                     "seeds": int(hit["seeds"].iloc[0]) if len(hit) else 0}
@@ -138,11 +140,12 @@ def report_frame(store: ResultsStore, manifest: Manifest | None = None, *, table
     return pd.DataFrame(rows)
 
 
-def _run_schedule(hit: Any, paper_schedule: str) -> str:
-    """``paper`` runs show the manifest's schedule (``1x``); others what ran (``cpu 4 min``)."""
-    if hit.empty or hit["run_schedule"].iloc[0] in ("", "paper"):
-        return paper_schedule
-    return str(hit["run_schedule"].iloc[0])
+def _run_value(hit: Any, column: str, paper_value: str) -> str:
+    """What a run on another schedule used (``cpu 4 min``, ``resnet18``); the manifest's value
+    (``1x``, ``ResNet-50``) for runs on the paper's schedule or where the run does not say."""
+    if hit.empty or hit["run_schedule"].iloc[0] in ("", "paper") or not hit[column].iloc[0]:
+        return paper_value
+    return str(hit[column].iloc[0])
 
 
 def _layout(manifest: Manifest, meas: Any, table: str,

@@ -119,7 +119,8 @@ class ResultsStore:
                 "name": method.get("name", r["key"]["method"]),
                 "paradigm": method.get("paradigm", ""), "setting": r["key"]["setting"],
                 "seed": r["key"]["seed"], "adapter": method.get("adapter", ""),
-                "schedule": r.get("schedule", ""), "status": r["status"],
+                "schedule": r.get("schedule", ""), "backbone": r.get("backbone") or "",
+                "status": r["status"],
                 "kind": status_kind(r["status"]),
                 "train_s": durations.get("train"), "predict_s": durations.get("predict"),
                 "total_s": durations.get("total")}

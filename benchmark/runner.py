@@ -307,6 +307,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
             else:
                 job.work_dir.mkdir(parents=True, exist_ok=True)
                 record["notes"] = dict(timed("train", lambda: adapter.train(job)) or {})
+                record["backbone"] = record["notes"].get("backbone")  # what actually ran
                 dets = timed("predict", lambda: list(adapter.predict(job)))
                 results = [entry for d in dets for entry in d.to_coco()]
                 pred_path = write_json(run_dir / PREDICTIONS_FILE, results)
