@@ -36,7 +36,9 @@ def test_dota_boxes_are_polygon_extents_difficult_is_ignore_val_is_test(tmp_path
     anns = [a for a in ds.annotations if a.image_id == img.id]
     assert [a.bbox for a in anns] == [(5.0, 20.0, 35.0, 40.0), (100.0, 100.0, 30.0, 20.0)]
     assert [a.iscrowd for a in anns] == [0, 1]
-    assert Counter(i.split for i in ds.images) == {"train": 3, "test": 2}
+    assert Counter(i.split for i in ds.images) == {"train": 3, "val": 1, "test": 2}
+    held = next(i for i in ds.images if i.split == "val")
+    assert held.original_file == "train/images/P0019.png"  # official train, held out by hash
 
 
 def test_dota_bad_line_is_a_counted_skip(tmp_path: Path) -> None:
