@@ -267,7 +267,7 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
         run_benchmark(specs)
         store = ResultsStore(runs)
         for m in rows:
-            recs = [store.load(s.key()) for s in specs if s.method["id"] == m.id]
+            recs = [store.load(s.key) for s in specs if s.method["id"] == m.id]
             ap = [(r or {}).get("metrics", {}).get("AP50") for r in recs]
             out.append({"setting": pairing.setting, "id": m.id, "name": m.name,
                         "role": "baseline" if m in pairing.baselines else "method",
