@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,19 +24,32 @@ pytest.importorskip("timm")
 HEAVY = {"deal-bb-resnet50", "deal-bb-pvtv2", "deal-bb-swint"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def study_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every deal-studies row but :data:`HEAVY`, 2 training steps each, on a tiny build."""
+    """Every deal-studies row but :data:`HEAVY`, 2 training steps each, on a tiny build.
+
+    Made once per test session even under xdist: the workers share the base temp folder's
+    parent, and a file lock lets the first worker run the rows (pytest-xdist's recipe).
+    """
+    from filelock import FileLock  # a dependency of torch
+
     from benchmark.runner import plan, run_benchmark
 
-    root = tmp_path_factory.mktemp("studies")
-    data = write_tiny_dataset(root / "data", size=64, counts={"train": 2, "val": 1, "test": 2},
-                              objects=4)
-    rows = [m for m in load_methods().select(paradigm="deal-studies") if m.id not in HEAVY]
-    specs = plan(rows, data, root / "runs", schedule="smoke", extra={"steps": 2})
-    records = run_benchmark(specs)
-    bad = {r["key"]["method"]: r["status"] for r in records if r["status"] != "ok"}
-    assert not bad, bad
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is a child of the session's; without xdist it is the
+    # session's own (its parent is shared by every session).
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "deal_studies"
+    with FileLock(str(root) + ".lock"):
+        if not (root / "done").is_file():
+            data = write_tiny_dataset(root / "data", size=64,
+                                      counts={"train": 2, "val": 1, "test": 2}, objects=4)
+            rows = [m for m in load_methods().select(paradigm="deal-studies")
+                    if m.id not in HEAVY]
+            specs = plan(rows, data, root / "runs", schedule="smoke", extra={"steps": 2})
+            records = run_benchmark(specs)
+            bad = {r["key"]["method"]: r["status"] for r in records if r["status"] != "ok"}
+            assert not bad, bad
+            (root / "done").write_text("ok")
     return root / "runs"
 
 
