@@ -56,13 +56,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="print the table of the finished runs without training")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    table: dict[str, list[dict]] = {}
-    for switch in args.switches.split(","):
-        for seed in seeds:
+    switches = args.switches.split(",")
+    table: dict[str, list[dict]] = {s: [] for s in switches}
+    for seed in seeds:  # seed-major: an interrupted sweep still has every switch at seed 0
+        for switch in switches:
             done = args.runs / switch / f"seed{seed}" / args.config / "metrics.json"
             if args.report_only and not done.is_file():
                 continue
-            table.setdefault(switch, []).append(run(switch, seed, args))
+            table[switch].append(run(switch, seed, args))
+    table = {s: rows for s, rows in table.items() if rows}
     base = [100 * r["AP50"] for r in table.get("ours", [])]
     print(f"{'switch (paper value)':<22}{'seeds':>6}{'AP50 mean':>11}{'std':>7}{'vs ours':>9}"
           f"{'steps':>8}")
