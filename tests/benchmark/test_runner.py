@@ -123,7 +123,7 @@ def test_unwritten_framework_adapters_are_unavailable_not_crashes(data: Path, tm
     import adapters
 
     monkeypatch.setitem(adapters.ADAPTERS, "mmdet", "adapters.no_such_module:MMDetAdapter")
-    row = load_methods().get("16")  # Soft Teacher, mmdet
+    row = load_methods().get("16").with_adapter("mmdet")  # Soft Teacher through mmdet
     rec = run_benchmark(plan([row], data, tmp_path / "runs"))[0]
     assert rec["status"].startswith("unavailable: adapter 'mmdet' not implemented/installed "
                                     "(ModuleNotFoundError")
