@@ -208,6 +208,7 @@ def make_step(cfg: Config, shake: float | None, plan: Any, seed: int, device: st
         import torch.nn.functional as F
         from torch import nn
         from torchvision.models.detection._utils import BoxCoder
+
         from baselines.data import training_batch
 
         heads, pool = _heads(spec.fpn_channels, spec.num_classes, cfg.hidden)
@@ -332,8 +333,8 @@ def default_shake(ctx: MethodContext, cfg: Config) -> float | None:
 
 def train(ctx: MethodContext) -> dict[str, Any]:
     """Train SSD-Det (Faster R-CNN [+ RFLA RPN] on SPSD/SISD-refined pseudo boxes)."""
-    from baselines.methods.rfla import rfla_settings
     from baselines.assigners.rfla import RFLAConfig
+    from baselines.methods.rfla import rfla_settings
 
     cfg = ctx.config(Config)
     shake = default_shake(ctx, cfg)

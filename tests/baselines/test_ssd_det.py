@@ -100,12 +100,13 @@ def test_random_negatives_avoid_the_bag() -> None:
 
 
 def test_one_training_step_trains_the_self_distillation_branches(tmp_path) -> None:
+    from PIL import Image
+
     from baselines.data import Sample
     from baselines.methods.rfla import build_variant
     from baselines.methods.ssd_det import Config, make_step
     from baselines.schedules import resolve_plan
     from baselines.supervised import detector_spec
-    from PIL import Image
 
     tmp = tmp_path
     pixels = np.zeros((64, 64, 3), np.uint8)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
-from bench_fixture import write_tiny_dataset  # noqa: E402
+from bench_fixture import write_tiny_dataset
 
-from benchmark.manifest import load_methods  # noqa: E402
-from benchmark.runner import plan, run_benchmark  # noqa: E402
+from benchmark.manifest import load_methods
+from benchmark.runner import plan, run_benchmark
 
 pytest.importorskip("torch")
 
