@@ -318,3 +318,61 @@ def split_plan(plan: Any, fraction: float) -> tuple[Any, Any]:
     assert plan.budget_minutes is not None
     return (dataclasses.replace(plan, budget_minutes=plan.budget_minutes * fraction),
             dataclasses.replace(plan, budget_minutes=plan.budget_minutes * (1 - fraction)))
+
+
+def train_semi_faster_rcnn(ctx: Any, name: str, cfg: Any, unsup_losses: Callable[..., Any],
+                           stat_names: Sequence[str], *, test_teacher: bool) -> dict[str, Any]:
+    """The semi-supervised Faster R-CNN loop Soft Teacher and PseCo share.
+
+    Each step: the student's supervised losses on ``cfg.sup_per_step`` labelled views, and, on
+    ``cfg.unsup_per_step`` unlabelled images, the method's ``unsup_losses(student, teacher, weak,
+    strong, cfg, stats)`` weighted by ``cfg.unsup_weight``; the EMA teacher follows the student.
+    ``stat_names`` are the per-image pseudo-label counters the method fills in ``stats``
+    (reported per unlabelled image); ``test_teacher`` saves the EMA teacher as the tested model
+    (PseCo's choice) instead of the student (Soft Teacher's).
+    """
+    import torch
+
+    from baselines.augment import strong_view
+    from baselines.data import step_rng
+    from baselines.detectors import build_detector
+    from baselines.supervised import detector_spec
+    from baselines.train import fit
+
+    data = load_data(ctx, unlabeled=True)
+    config = run_config(ctx, name, cfg, data)
+    notes = base_notes(ctx, cfg, data, "faster_rcnn")
+    if (done := reuse(ctx, config)) is not None:
+        return {**notes, **done}
+    torch.manual_seed(ctx.seed)
+    spec = detector_spec(ctx.plan, "faster_rcnn", data.num_classes)
+    student = build_detector(spec).to(ctx.device)
+    ema = ema_teacher(student, cfg.ema_momentum)
+    stats = dict.fromkeys((*stat_names, "unlabeled_images"), 0.0)
+    plan = ctx.plan
+
+    def step(it: int) -> dict[str, Any]:
+        rng = step_rng(ctx.seed, it)
+        sup = [labeled_view(s, rng, plan) for s in draw(data.labeled, it, cfg.sup_per_step,
+                                                          ctx.seed, 0)]
+        losses = student([im.to(ctx.device) for im, _ in sup],
+                         [{k: v.to(ctx.device) for k, v in t.items()} for _, t in sup])
+        out = {f"sup_{k}": v for k, v in losses.items()}
+        unl = draw(data.unlabeled, it, cfg.unsup_per_step, ctx.seed, 1)
+        weak = [weak_view(s, rng, plan, with_boxes=False)[0].to(ctx.device) for s in unl]
+        strong = [strong_view(w, rng, cfg.scale_range) for w in weak]
+        if weak:
+            unsup = unsup_losses(student, ema.model, weak, strong, cfg, stats)
+            out.update({f"unsup_{k}": cfg.unsup_weight * v for k, v in unsup.items()})
+        return out
+
+    result = fit(student, step, plan, ctx.work_dir, seed=ctx.seed, config=config,
+                 tracked={"teacher": ema}, after_step=ema.after_step(student))
+    n = max(stats["unlabeled_images"], 1.0)
+    per_image: dict[str, Any] = {k: round(stats[k] / n, 2) for k in stat_names}
+    per_image["steps_counted"] = "this process's steps (a resumed run counts the rest)"
+    train_stats = {**result.notes(),
+                   "tested_model": "teacher (EMA)" if test_teacher else "student",
+                   "pseudo_boxes_per_unlabeled_image": per_image}
+    finish(ctx, ema.model if test_teacher else student, spec, config, train_stats)
+    return {**notes, **train_stats}

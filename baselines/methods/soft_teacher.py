@@ -157,64 +157,11 @@ def unsup_losses(student: Any, teacher: Any, weak: list[Any], strong: list[Any],
 
 def train(ctx: MethodContext) -> dict[str, Any]:
     """Train Soft Teacher (resumable; reuses a finished model with an unchanged configuration)."""
-    import torch
+    from baselines.teacher import train_semi_faster_rcnn
 
-    from baselines.augment import strong_view
-    from baselines.data import step_rng
-    from baselines.detectors import build_detector
-    from baselines.supervised import detector_spec
-    from baselines.teacher import (
-        base_notes,
-        draw,
-        ema_teacher,
-        finish,
-        labeled_view,
-        load_data,
-        reuse,
-        run_config,
-        weak_view,
-    )
-    from baselines.train import fit
-
-    cfg = ctx.config(Config)
-    data = load_data(ctx, unlabeled=True)
-    config = run_config(ctx, "soft_teacher", cfg, data)
-    notes = base_notes(ctx, cfg, data, "faster_rcnn")
-    if (done := reuse(ctx, config)) is not None:
-        return {**notes, **done}
-    torch.manual_seed(ctx.seed)
-    spec = detector_spec(ctx.plan, "faster_rcnn", data.num_classes)
-    student = build_detector(spec).to(ctx.device)
-    ema = ema_teacher(student, cfg.ema_momentum)
-    stats = dict.fromkeys(("pseudo_initial", "pseudo_cls", "pseudo_reg", "unlabeled_images"), 0.0)
-    plan = ctx.plan
-
-    def step(it: int) -> dict[str, Any]:
-        rng = step_rng(ctx.seed, it)
-        sup = [labeled_view(s, rng, plan) for s in draw(data.labeled, it, cfg.sup_per_step,
-                                                          ctx.seed, 0)]
-        losses = student([im.to(ctx.device) for im, _ in sup],
-                         [{k: v.to(ctx.device) for k, v in t.items()} for _, t in sup])
-        out = {f"sup_{k}": v for k, v in losses.items()}
-        unl = draw(data.unlabeled, it, cfg.unsup_per_step, ctx.seed, 1)
-        weak = [weak_view(s, rng, plan, with_boxes=False)[0].to(ctx.device) for s in unl]
-        strong = [strong_view(w, rng, cfg.scale_range) for w in weak]
-        if weak:
-            unsup = unsup_losses(student, ema.model, weak, strong, cfg, stats)
-            out.update({f"unsup_{k}": cfg.unsup_weight * v for k, v in unsup.items()})
-        return out
-
-    result = fit(student, step, plan, ctx.work_dir, seed=ctx.seed, config=config,
-                 tracked={"teacher": ema}, after_step=ema.after_step(student))
-    n = max(stats["unlabeled_images"], 1.0)
-    train_stats = {**result.notes(), "tested_model": "student",
-                   "pseudo_boxes_per_unlabeled_image": {
-                       "initial": round(stats["pseudo_initial"] / n, 2),
-                       "cls": round(stats["pseudo_cls"] / n, 2),
-                       "reg": round(stats["pseudo_reg"] / n, 2),
-                       "steps_counted": "this process's steps (a resumed run counts the rest)"}}
-    finish(ctx, student, spec, config, train_stats)
-    return {**notes, **train_stats}
+    return train_semi_faster_rcnn(ctx, "soft_teacher", ctx.config(Config), unsup_losses,
+                                  ("pseudo_initial", "pseudo_cls", "pseudo_reg"),
+                                  test_teacher=False)
 
 
 def predict(ctx: MethodContext) -> list[Prediction]:
