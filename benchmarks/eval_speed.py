@@ -158,7 +158,7 @@ def _command(peer: str, gt: Path, dt: Path, out: Path) -> list[str]:
     return [py, "-c", script, str(gt), str(dt), str(out)]
 
 
-def _tree_rss_kb(pid: int) -> int:
+def tree_rss_kb(pid: int) -> int:
     """Resident KiB of ``pid`` and all its descendants now (0 once it is gone)."""
     total, todo = 0, [pid]
     while todo:
@@ -198,7 +198,7 @@ def run_peer(peer: str, gt: Path, dt: Path, work: Path, timeout: float | None = 
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        tree_kb = max(tree_kb, _tree_rss_kb(proc.pid))
+        tree_kb = max(tree_kb, tree_rss_kb(proc.pid))
         if timeout is not None and time.perf_counter() - t0 > timeout:
             proc.kill()
             os.wait4(proc.pid, 0)

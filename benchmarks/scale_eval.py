@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from eval_speed import tree_rss_kb  # the process-tree peak, measured one way
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 1 << 30
@@ -41,25 +42,6 @@ GIB = 1 << 30
 
 # ---------------------------------------------------------------------------------------------
 # eval
-
-
-def _tree_rss_kb(pid: int) -> int:
-    """Resident KiB of ``pid`` and all its descendants now (0 once it is gone)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-                        break
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return total
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -78,7 +60,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        tree = max(tree, _tree_rss_kb(proc.pid))
+        tree = max(tree, tree_rss_kb(proc.pid))
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
