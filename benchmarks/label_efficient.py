@@ -208,16 +208,25 @@ TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {"weak": weak_table}
 
 # ------------------------------------------------------------------------- synthetic build
 def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: int,
-                      seed: int = 0) -> Path:
+                      min_side: int = 4, max_side: int = 24, seed: int = 0) -> Path:
     """A built dataset (``build.json``, ``annotations/``, ``images/<split>/``) of synthetic
-    scenes with tiny objects (the synthetic sources' shapes); skipped when it already exists."""
+    scenes with tiny objects (the synthetic sources' shapes, sides in ``[min_side, max_side]``
+    px); reused when it exists with the same parameters, an error when its parameters differ."""
     import numpy as np
 
     from tinyset_builder.coco import CocoAnnotation, CocoCategory, CocoDataset, CocoImage
-    from tinyset_builder.io import write_json
+    from tinyset_builder.io import read_json, write_json
     from tinyset_builder.synth.canvas import save_image, scene
 
+    options = {"size": size, "objects": objects, "train": train, "test": test, "seed": seed,
+               "min_side": min_side, "max_side": max_side}
     if (root / "build.json").is_file():
+        found = read_json(root / "build.json").get("options", {})
+        # Builds written before the side range was an option used 4-24 px.
+        found = {"min_side": 4, "max_side": 24, **found}
+        if found != options:
+            raise SystemExit(f"{root} holds a synthetic build with other parameters "
+                             f"({found}); choose another --synth folder")
         return root
     cats = [CocoCategory(id=1, name="synth/car"), CocoCategory(id=2, name="synth/person")]
     rng = np.random.default_rng(seed)
@@ -225,8 +234,8 @@ def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: 
     for split, n in (("train", train), ("val", 1), ("test", test)):
         images, anns = [], []
         for _ in range(n):
-            pixels, boxes, labels = scene(rng, size, size, objects, len(cats), min_size=4,
-                                          max_size=24)
+            pixels, boxes, labels = scene(rng, size, size, objects, len(cats),
+                                          min_size=min_side, max_size=max_side)
             name = f"{split}_{img_id:05d}.png"
             save_image(root / "images" / split / name, pixels)
             images.append(CocoImage(id=img_id, file_name=name, width=size, height=size,
@@ -241,8 +250,7 @@ def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: 
         CocoDataset(images=images, annotations=anns, categories=cats).save(
             root / "annotations" / f"{split}.json")
     write_json(root / "build.json", {"tool": "tinyset-builder", "version": "synthetic",
-                                     "options": {"size": size, "objects": objects,
-                                                 "train": train, "test": test, "seed": seed}},
+                                     "options": options},
                indent=2)
     return root
 
@@ -250,9 +258,11 @@ def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: 
 # ------------------------------------------------------------------------------- running
 def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | None,
                seeds: Sequence[int], minutes: float, extra: dict[str, Any],
-               only: Sequence[str] | None = None) -> list[dict[str, Any]]:
+               only: Sequence[str] | None = None, devices: Sequence[str] = ("cpu",),
+               ) -> list[dict[str, Any]]:
     """Run (or reuse) every baseline and method run of a family; return one row per
-    (setting, row id) with AP50 per seed."""
+    (setting, row id) with AP50 per seed. ``devices`` as ``tinyset benchmark --device``
+    (``cpu,cpu`` runs two at once, one torch thread each)."""
     from benchmark.manifest import load_methods
     from benchmark.results import ResultsStore
     from benchmark.runner import plan, run_benchmark
@@ -264,7 +274,7 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
                 if not only or m.id in only or m.options.get("method") in only]
         specs = plan(rows, data, runs, seeds=seeds, schedule="cpu",
                      extra={"minutes": minutes, **extra})
-        run_benchmark(specs)
+        run_benchmark(specs, devices=devices)
         store = ResultsStore(runs)
         for m in rows:
             recs = [store.load(s.key) for s in specs if s.method["id"] == m.id]
@@ -364,11 +374,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--synth-test", type=int, default=40)
     p.add_argument("--synth-size", type=int, default=256)
     p.add_argument("--synth-objects", type=int, default=12)
+    p.add_argument("--synth-sides", default="4,24", metavar="MIN,MAX",
+                   help="object side range in px of the synthetic build")
     p.add_argument("--settings", help="comma list (default: the family's three)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--minutes", type=float, default=2.0, help="cpu budget per run")
     p.add_argument("--only", help="comma list of row ids or method names to run")
     p.add_argument("--extra", default="{}", help="JSON plan/method overrides for every run")
+    p.add_argument("--devices", default="cpu",
+                   help="comma list as tinyset benchmark --device (cpu,cpu: two runs at once)")
     p.add_argument("--runs", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--bag-ceiling", type=Path, metavar="POINTS_JSON",
@@ -385,15 +399,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if a.data is None and a.synth is None:
         p.error("give --data or --synth")
+    lo, hi = (int(v) for v in a.synth_sides.split(","))
     data = a.data or write_synth_build(a.synth, train=a.synth_train, test=a.synth_test,
-                                       size=a.synth_size, objects=a.synth_objects)
+                                       size=a.synth_size, objects=a.synth_objects,
+                                       min_side=lo, max_side=hi)
     extra = json.loads(a.extra)
     if a.data is None:
         extra.setdefault("test_size", a.synth_size)
     rows = run_family(a.family, data, a.runs, settings=a.settings.split(",") if a.settings
                       else None, seeds=[int(s) for s in a.seeds.split(",")],
                       minutes=a.minutes, extra=extra,
-                      only=a.only.split(",") if a.only else None)
+                      only=a.only.split(",") if a.only else None,
+                      devices=a.devices.split(","))
     a.out.mkdir(parents=True, exist_ok=True)
     md = TABLES.get(a.family, table)(rows)
     (a.out / f"{a.family}.md").write_text(md + "\n")
