@@ -209,14 +209,11 @@ TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {"weak": weak_table}
 # ------------------------------------------------------------------------- synthetic build
 def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: int,
                       min_side: int = 4, max_side: int = 24, seed: int = 0) -> Path:
-    """A built dataset (``build.json``, ``annotations/``, ``images/<split>/``) of synthetic
-    scenes with tiny objects (the synthetic sources' shapes, sides in ``[min_side, max_side]``
-    px); reused when it exists with the same parameters, an error when its parameters differ."""
-    import numpy as np
-
-    from tinyset_builder.coco import CocoAnnotation, CocoCategory, CocoDataset, CocoImage
-    from tinyset_builder.io import read_json, write_json
-    from tinyset_builder.synth.canvas import save_image, scene
+    """A built dataset of synthetic scenes with tiny objects (sides in ``[min_side, max_side]``
+    px, :func:`tinyset_builder.synth.built.write_scene_build`); reused when it exists with the
+    same parameters, an error when its parameters differ."""
+    from tinyset_builder.io import read_json
+    from tinyset_builder.synth.built import write_scene_build
 
     options = {"size": size, "objects": objects, "train": train, "test": test, "seed": seed,
                "min_side": min_side, "max_side": max_side}
@@ -228,31 +225,9 @@ def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: 
             raise SystemExit(f"{root} holds a synthetic build with other parameters "
                              f"({found}); choose another --synth folder")
         return root
-    cats = [CocoCategory(id=1, name="synth/car"), CocoCategory(id=2, name="synth/person")]
-    rng = np.random.default_rng(seed)
-    ann_id = img_id = 1
-    for split, n in (("train", train), ("val", 1), ("test", test)):
-        images, anns = [], []
-        for _ in range(n):
-            pixels, boxes, labels = scene(rng, size, size, objects, len(cats),
-                                          min_size=min_side, max_size=max_side)
-            name = f"{split}_{img_id:05d}.png"
-            save_image(root / "images" / split / name, pixels)
-            images.append(CocoImage(id=img_id, file_name=name, width=size, height=size,
-                                    source="synth", domain="aerial", split=split,
-                                    original_file=name, window=(0, 0, size, size), scale=1.0))
-            for box, label in zip(boxes, labels, strict=True):
-                anns.append(CocoAnnotation(id=ann_id, image_id=img_id,
-                                           category_id=cats[label].id,
-                                           bbox=tuple(float(v) for v in box)))
-                ann_id += 1
-            img_id += 1
-        CocoDataset(images=images, annotations=anns, categories=cats).save(
-            root / "annotations" / f"{split}.json")
-    write_json(root / "build.json", {"tool": "tinyset-builder", "version": "synthetic",
-                                     "options": options},
-               indent=2)
-    return root
+    return write_scene_build(root, {"train": train, "val": 1, "test": test}, size=size,
+                             objects=objects, min_side=min_side, max_side=max_side, seed=seed,
+                             options=options)
 
 
 # ------------------------------------------------------------------------------- running

@@ -11,42 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
-from tinyset_builder.coco import CocoAnnotation, CocoCategory, CocoDataset, CocoImage
-from tinyset_builder.io import write_json
-from tinyset_builder.synth.canvas import save_image, scene
-
-CATEGORIES = [CocoCategory(id=1, name="synth/car"), CocoCategory(id=2, name="synth/person")]
+from tinyset_builder.synth.built import write_scene_build
 
 
 def write_tiny_dataset(root: Path, *, size: int = 128, counts: dict[str, int] | None = None,
                        objects: int = 6, seed: int = 0) -> Path:
     """Write a built dataset under ``root`` and return ``root``."""
-    counts = counts or {"train": 4, "val": 2, "test": 2}
-    rng = np.random.default_rng(seed)
-    ann_id, img_id = 1, 1
-    for split, n in counts.items():
-        images, anns = [], []
-        for _ in range(n):
-            pixels, boxes, labels = scene(rng, size, size, objects, len(CATEGORIES),
-                                          min_size=6, max_size=20)
-            name = f"{split}_{img_id:04d}.png"
-            save_image(root / "images" / split / name, pixels)
-            images.append(CocoImage(id=img_id, file_name=name, width=size, height=size,
-                                    source="synth", domain="aerial", split=split,
-                                    original_file=name, window=(0, 0, size, size), scale=1.0))
-            for box, label in zip(boxes, labels, strict=True):
-                anns.append(CocoAnnotation(id=ann_id, image_id=img_id,
-                                           category_id=CATEGORIES[label].id,
-                                           bbox=tuple(float(v) for v in box)))
-                ann_id += 1
-            img_id += 1
-        CocoDataset(images=images, annotations=anns, categories=list(CATEGORIES)).save(
-            root / "annotations" / f"{split}.json")
-    write_json(root / "build.json", {"tool": "tinyset-builder", "version": "test",
-                                     "options": {"size": size}}, indent=2)
-    return root
+    return write_scene_build(root, counts or {"train": 4, "val": 2, "test": 2}, size=size,
+                             objects=objects, min_side=6, max_side=20, seed=seed,
+                             version="test", options={"size": size})
 
 
 def add_train_quirks(root: Path, degenerate_bbox: list[float]) -> Path:
