@@ -192,9 +192,13 @@ def fcos_loss(head: Any, targets: list[dict[str, Any]], head_outputs: dict[str, 
     """FCOS's losses (focal, GIoU, centre-ness) for given matches, optionally weighting the
     classification term per point (``cls_weights`` ``(N, A)``, DN-TOD's reweighting).
 
-    As torchvision's ``FCOSHead.compute_loss`` except that the centre-ness target clamps the
-    smaller distance at 0.01 as the authors' RFLA head does, since a KLD-assigned point may lie
-    just outside its (tiny) box.
+    As torchvision's ``FCOSHead.compute_loss`` except for two things the authors' RFLA head
+    (``RFLA_FCOSHead.loss``) does because a KLD-assigned point may lie outside its tiny box:
+    the centre-ness target clamps the smaller distance at 0.01, and the box loss of each positive
+    is weighted by that centre-ness target (normalised by their sum). Without the weighting, the
+    positives outside their boxes — most of them for objects below the stride — only ever pull
+    the ReLU'd distances towards zero, and from random initialisation the regression branch dies
+    (every predicted box 0 × 0).
     """
     import torch
     import torch.nn.functional as F
@@ -223,15 +227,24 @@ def fcos_loss(head: Any, targets: list[dict[str, Any]], head_outputs: dict[str, 
     if cls_weights is not None:
         focal = focal * cls_weights[..., None]
     pred_boxes = head.box_coder.decode(bbox_regression, anchors_t)
-    loss_reg = generalized_box_iou_loss(pred_boxes[fg], gt_boxes_t[fg], reduction="sum")
     ltrb = head.box_coder.encode(anchors_t, gt_boxes_t)
-    lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]
-    ctr = torch.sqrt((lr.min(-1).values.clamp(min=0.01) / lr.max(-1).values.clamp(min=0.01))
-                     * (tb.min(-1).values.clamp(min=0.01) / tb.max(-1).values.clamp(min=0.01)))
+    ctr = centerness_targets(ltrb)
+    giou = generalized_box_iou_loss(pred_boxes[fg], gt_boxes_t[fg], reduction="none")
+    loss_reg = (giou * ctr[fg]).sum() / ctr[fg].sum().clamp(min=1e-6)
     loss_ctr = F.binary_cross_entropy_with_logits(bbox_ctrness[..., 0][fg], ctr[fg],
                                                   reduction="sum")
-    return {"classification": focal.sum() / num_fg, "bbox_regression": loss_reg / num_fg,
+    return {"classification": focal.sum() / num_fg, "bbox_regression": loss_reg,
             "bbox_ctrness": loss_ctr / num_fg}
+
+
+def centerness_targets(ltrb: Any) -> Any:
+    """FCOS centre-ness of ``(..., 4)`` point-to-side distances, the smaller distance of each
+    axis clamped at 0.01 (a point outside its box gets a small positive target, not NaN)."""
+    import torch
+
+    lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]
+    return torch.sqrt((lr.min(-1).values.clamp(min=0.01) / lr.max(-1).values.clamp(min=0.01))
+                      * (tb.min(-1).values.clamp(min=0.01) / tb.max(-1).values.clamp(min=0.01)))
 
 
 def fcos_point_priors(anchors_i: Any, num_anchors_per_level: Sequence[int],

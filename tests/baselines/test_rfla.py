@@ -107,3 +107,41 @@ def test_rfla_detectors_assign_with_receptive_fields() -> None:
     losses = fcos([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[10.0, 10.0, 14.0, 13.0]]),
                                              "labels": torch.tensor([1])}])
     assert all(torch.isfinite(v) for v in losses.values()) and losses["bbox_regression"] > 0
+
+
+def test_fcos_box_loss_is_weighted_by_the_centreness_target() -> None:
+    """One positive at the centre of a 3-px box, one 8 px to its right (outside, as a KLD
+    assignment gives for boxes below the stride): the GIoU terms are weighted by their clamped
+    centre-ness targets, worked out by hand, as the authors' RFLA FCOS head weights them."""
+    from types import SimpleNamespace
+
+    from torchvision.models.detection._utils import BoxLinearCoder
+
+    from baselines.assigners.rfla import fcos_loss
+
+    head = SimpleNamespace(box_coder=BoxLinearCoder(normalize_by_size=True))
+    anchors = [torch.tensor([[0.0, 0.0, 4.0, 4.0], [8.0, 0.0, 12.0, 4.0]])]  # points (2,2), (10,2)
+    box = torch.tensor([[0.5, 0.5, 3.5, 3.5]])
+    targets = [{"boxes": box, "labels": torch.tensor([0])}]
+    reg = torch.tensor([[[0.5, 0.5, 0.5, 0.5], [0.25, 0.25, 0.25, 0.25]]])  # ltrb / stride 4
+    out = {"cls_logits": torch.zeros(1, 2, 1), "bbox_regression": reg,
+           "bbox_ctrness": torch.zeros(1, 2, 1)}
+    losses = fcos_loss(head, targets, out, anchors, [torch.tensor([0, 0])])
+
+    def giou(a: list[float], b: list[float]) -> float:
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = iw * ih
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        hull = (max(a[2], b[2]) - min(a[0], b[0])) * (max(a[3], b[3]) - min(a[1], b[1]))
+        return inter / union - (hull - union) / hull
+
+    g = [0.5, 0.5, 3.5, 3.5]
+    loss_in = 1 - giou([0.0, 0.0, 4.0, 4.0], g)        # point (2, 2), 2 px each way
+    loss_out = 1 - giou([9.0, 1.0, 11.0, 3.0], g)      # point (10, 2), 1 px each way
+    # Centre-ness targets in stride units: inside 1.5/1.5 both axes -> 1; outside, x: left 9.5/4,
+    # right -6.5/4 clamped at 0.01, y: 1.5/1.5 -> sqrt(0.01 / 2.375).
+    w_in, w_out = 1.0, (0.01 / 2.375) ** 0.5
+    expected = (w_in * loss_in + w_out * loss_out) / (w_in + w_out)
+    assert float(losses["bbox_regression"]) == pytest.approx(expected, rel=1e-6)
+    assert float(losses["bbox_regression"]) < (loss_in + loss_out) / 2   # the outside one counts less
