@@ -20,9 +20,9 @@ The three mechanisms:
 * **Hierarchical label assignment** (:func:`hierarchical_assign`): stage 1 gives every ground truth
   its ``topk[0]`` (3) most similar priors; stage 2 shrinks every prior by ``ratio`` (0.9) and gives
   every ground truth its ``topk[1]`` (1) most similar among the priors stage 1 left unassigned.
-  A prior whose best similarity is below 0.8 and that no ground truth picked is negative; one at or
-  above 0.8 that none picked is ignored (``-1``, only the RPN's sampler honours it; FCOS counts it as
-  background, as the authors' FCOS head does).
+  A prior whose best similarity is below 0.8 and that no ground truth picked is negative; one at
+  or above 0.8 that none picked is ignored (``-1``, only the RPN's sampler honours it; FCOS counts
+  it as background, as the authors' FCOS head does).
 """
 
 from __future__ import annotations
@@ -218,7 +218,8 @@ def fcos_loss(head: Any, targets: list[dict[str, Any]], head_outputs: dict[str, 
         cls_i[matched < 0] = -1
         gt_cls.append(cls_i)
         gt_boxes.append(box_i)
-    gt_boxes_t, gt_cls_t, anchors_t = torch.stack(gt_boxes), torch.stack(gt_cls), torch.stack(anchors)
+    gt_boxes_t, gt_cls_t = torch.stack(gt_boxes), torch.stack(gt_cls)
+    anchors_t = torch.stack(anchors)
     fg = gt_cls_t >= 0
     num_fg = max(1, int(fg.sum().item()))
     onehot = torch.zeros_like(cls_logits)

@@ -11,17 +11,18 @@ The detector is the shared FCOS (P2–P7) whose points are assigned by RFLA
 * **Trend-guided label reweighting** (:func:`trend_weights`, the authors' ``TLS``): each image
   remembers the classification scores of its points from its previous visit. A positive point of
   ground truth ``g`` gets ``w₁ = 1 − s_last / s_now`` (scores rising → large; non-positive values
-  replaced by half the smallest positive one; normalised by the maximum) and ``w₂ = s_now / Σ s_now``
-  (normalised by the maximum), combined ``α w₁ + (1 − α) w₂`` (α = ``cls_alpha`` = 0.5) and
-  normalised again; a negative point gets ``min(1, max_c s_last / max_c s_now)`` (a background point
-  whose score keeps rising is probably an unlabelled or shifted object). The weights multiply the
-  focal loss.
+  replaced by half the smallest positive one; normalised by the maximum) and
+  ``w₂ = s_now / Σ s_now`` (normalised by the maximum), combined ``α w₁ + (1 − α) w₂``
+  (α = ``cls_alpha`` = 0.5) and normalised again; a negative point gets
+  ``min(1, max_c s_last / max_c s_now)`` (a background point whose score keeps rising is probably
+  an unlabelled or shifted object). The weights multiply the focal loss.
 * **Recurrent box regeneration** (:func:`regenerate_boxes`, the authors' ``RBR``): for every ground
   truth, the score-weighted mean of its positive points' predicted boxes ``B_now`` with grade
   ``g_now`` = the best score is blended with the noisy annotation and the previous visit's
-  regenerated box: ``(w·B_gt + g_last·B_last + g_now·B_now) / (w + g_last + g_now)`` (w = ``w1`` = 1;
-  without a previous visit the middle term is absent). The result is remembered and the points are
-  assigned again (RFLA) to the regenerated boxes, which become the regression targets.
+  regenerated box: ``(w·B_gt + g_last·B_last + g_now·B_now) / (w + g_last + g_now)``
+  (w = ``w1`` = 1; without a previous visit the middle term is absent). The result is
+  remembered and the points are assigned again (RFLA) to the regenerated boxes, which become the
+  regression targets.
 * **Class-aware label correction** (:class:`ClassConfidence`, :func:`class_shift_filter`, the
   authors' ``CLC``): per-iteration class-confidence matrices (mean score of every class on the
   positives of every labelled class) over the last ``samples`` iterations give thresholds
@@ -225,8 +226,8 @@ class PointMemory:
 
     The authors key memory by image file and point index, since they train on whole images. The
     ``cpu`` schedule trains on random crops, so scores are kept on each level's grid in image
-    coordinates (a crop's point ``(x, y)`` at stride ``s`` is cell ``(x + left // s, y + top // s)``)
-    and boxes by annotation index in image coordinates.
+    coordinates (a crop's point ``(x, y)`` at stride ``s`` is cell
+    ``(x + left // s, y + top // s)``) and boxes by annotation index in image coordinates.
     """
 
     def __init__(self, margin: int = 256) -> None:
@@ -331,8 +332,9 @@ def make_step(cfg: Config, plan: Any, seed: int, device: str) -> Any:
                 shifted = s.boxes[keep] - np.array([left, top, left, top], np.float32)
                 whole = np.all(np.abs(shifted - boxes) < 1e-4, axis=1)
                 images.append(patch.to(device))
-                targets.append({"boxes": torch.from_numpy(np.ascontiguousarray(boxes)).to(device),
-                                "labels": torch.from_numpy(np.ascontiguousarray(labels)).to(device)})
+                targets.append({
+                    "boxes": torch.from_numpy(np.ascontiguousarray(boxes)).to(device),
+                    "labels": torch.from_numpy(np.ascontiguousarray(labels)).to(device)})
                 metas.append((s.image_id, top, left, (h, w), np.nonzero(keep)[0].tolist(), whole))
             images_t, targets_t = model.transform(images, targets)
             feats = list(model.backbone(images_t.tensors).values())

@@ -5,7 +5,8 @@ Authors' code: ``Chasel-Tsui/mmdet-rfla`` @ 198977b5e198005fec783e81f10f9363946d
 (``configs/rfla/aitodv2_faster_r50_rfla_kld_1x.py``, ``aitodv2_fcos_r50_p2_rfla_kld_1x.py``).
 The mechanisms live in :mod:`baselines.assigners.rfla`; this module trains and predicts with them
 on the shared detectors, schedules and training loop, and holds what the other tiny-object
-methods of this family reuse (:func:`train_variant`, :func:`predict_variant`, :func:`build_variant`):
+methods of this family reuse (:func:`train_variant`, :func:`predict_variant`,
+:func:`build_variant`):
 a *variant* is a plain mapping saying which of RFLA / HS-FPN a detector carries, stored with the
 model so that prediction rebuilds exactly what was trained.
 

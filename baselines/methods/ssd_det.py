@@ -5,7 +5,8 @@ Detection with Inaccurate Bounding Boxes", ICCV 2023. Authors' code: ``ucas-vg/P
 branch ``SSD-Det`` @ 9ffa750d5caa16d2841679aa219ed08d625317b2 (``TOV_mmdetection/mmdet/models/point/
 detectors/ENoiseBox.py``, ``roi_heads/EP2Bplus_head.py``, ``roi_heads/bbox_heads/
 MIL_bbox_head_EPLUS.py``, ``mmdet/core/point/p2b_utils/{box_sampler,merge_bbox}.py``); the AI-TOD
-configs the TinySet authors used are in ``ZhuHaoranEIS/DN-TOD`` @ 0b110c0d84329f7bf4c199c7065dab6ff98327fb
+configs the TinySet authors used are in ``ZhuHaoranEIS/DN-TOD`` @
+0b110c0d84329f7bf4c199c7065dab6ff98327fb
 (``supplyment/ssddet/faster_rcnn_r50_fpn_aitodv2_ssddet_{low,high}_noise.py``: RFLA's RPN, bag
 shake 0.1 / 0.2). Own implementation.
 
@@ -23,8 +24,8 @@ Training step (the detector at test time is a plain Faster R-CNN, with RFLA's RP
    weighted by ``cls · ins`` merge into a pseudo box (:func:`merge_topk`); a regression branch
    learns to move the bag onto the pseudo box (L1 weighted by the proposals' scores); its
    predictions form the next bag.
-4. **Spatial identity self-distillation (SISD)**, stage 2: an IoU branch (features of a proposal plus
-   the mean feature of its bag: the object's identity) predicts each proposal's IoU with the
+4. **Spatial identity self-distillation (SISD)**, stage 2: an IoU branch (features of a proposal
+   plus the mean feature of its bag: the object's identity) predicts each proposal's IoU with the
    stage-1 pseudo box (smooth L1 on ``(IoU − 0.5) / 0.5``, weight 5); stage 2's MIL scores (focal
    BCE, with random negatives of IoU < 0.3, weight 0.75) are multiplied by the min–max normalised
    predicted IoU before the top-7 merge gives the final pseudo box.
@@ -289,7 +290,8 @@ def make_step(cfg: Config, shake: float | None, plan: Any, seed: int, device: st
                 counters["objects"] += int(g_n)
                 new_boxes = boxes.clone()
                 new_boxes[sel] = pseudo1.detach()
-                keep = (new_boxes[:, 2] > new_boxes[:, 0] + 0.5) & (new_boxes[:, 3] > new_boxes[:, 1] + 0.5)
+                keep = ((new_boxes[:, 2] > new_boxes[:, 0] + 0.5)
+                        & (new_boxes[:, 3] > new_boxes[:, 1] + 0.5))
                 new_boxes = torch.where(keep[:, None], new_boxes, boxes)
                 pseudo_targets.append({"boxes": new_boxes, "labels": tgt["labels"]})
             for key, vals in terms.items():
