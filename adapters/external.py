@@ -6,14 +6,30 @@ PseCo, Co-mining, Calibrated Teacher, P2BNet, PointOBB-v2/v3, Point Teacher, Poi
 
 * where the code lives (``repo_url``), its framework, licence and how to install it;
 * the data layout it reads (``data = "coco"`` boxes, ``"coco-points"`` point labels, or
-  ``"dota"``, which this toolkit does not write yet, so those rows report ``unavailable``);
+  ``"dota"``: the point-supervised oriented rows, which get the COCO point export *and* a DOTA
+  export — ``images/`` + ``labelTxt/``, :func:`adapters.dota_export.export_dota`, named for
+  MMRotate — of the train file (``mode="points"``: polygons centred on the points) and of the
+  evaluation split, under ``work_dir/data/dota/{train,eval}/``);
 * the configs to generate (``[configs.<name>]``: the repository's base config plus TinySet's
   overrides — one class, 1024² input, 3 epochs = 1×, up to 3,000 detections — rendered from
-  ``recipes/templates/<template>.py.tmpl``);
+  ``recipes/templates/<template>.py.tmpl``; ``repo = "detector"`` resolves the base config in
+  the detector checkout, ``extra_epochs`` adds epochs, e.g. a pass that resumes a finished run);
 * the train commands (``train``, run in order) and the test command (``test``), with
   placeholders ``{python} {repo} {work_dir} {config} {config:NAME} {checkpoint}
-  {checkpoint:NAME} {results_prefix} {seed} {train_ann} {eval_ann} {unlabeled_ann}``;
-* where the checkpoint and the COCO results land (``checkpoint``, ``results``).
+  {checkpoint:NAME} {results_prefix} {seed} {epochs} {num_classes} {data_dir} {train_ann}
+  {eval_ann} {unlabeled_ann}`` (``checkpoint`` / ``checkpoints`` paths may use them too),
+  for ``data = "dota"`` also ``{train_dota} {eval_dota}`` (export roots, ending in ``/``), and
+  ``{tinyset_python}`` (this toolkit's interpreter, for its converters between steps);
+* an optional second checkout for the final detector (``[detector]``: ``repo_env``,
+  ``repo_url``, ``install``; options ``detector_repo`` / ``detector_python``, placeholders
+  ``{detector_repo} {detector_python}``), for methods whose pseudo labels train a detector of
+  another code base (PointOBB-v3 -> MMRotate 0.3);
+* where the checkpoint and the results land (``checkpoint``, ``results``) and the results'
+  format (``results_format``): ``"coco"`` (mmdet's ``.bbox.json``), ``"dota-txt"`` (a DOTA
+  submission folder of ``Task1_<class>.txt``) or ``"rotated-json"`` (MMRotate 1.x
+  ``.bbox.json`` of ``[cx, cy, w, h, angle]``); rotated results are kept and converted beside
+  them to ``<results_prefix>.hbox.bbox.json``, the COCO results of each rotated box's
+  enclosing horizontal box (TinySet is evaluated with horizontal boxes).
 
 Options (methods.toml ``options`` or ``job.extra``; extra wins): ``recipe`` (required), ``repo``
 (the checkout; else the environment variable named by the recipe's ``repo_env``), ``python``
@@ -36,6 +52,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +61,7 @@ from typing import Any, Literal
 
 from adapters.base import Detections, Job
 from adapters.coco_data import Export, detections_from_coco_results, export_coco
+from adapters.dota_export import DotaExport, dota_class, export_dota, rotated_to_coco_results
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.io import read_json, write_json
 
@@ -52,6 +70,7 @@ TEMPLATES_DIR = RECIPES_DIR / "templates"
 PAPER_SIZE = 1024
 MAX_DET = 3000
 LOG_TAIL = 15
+RESULTS_FORMATS = ("coco", "dota-txt", "rotated-json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +101,10 @@ def load_recipe(name: str, path: Path | None = None) -> dict[str, Any]:
             raise TinysetError(f"{file}: recipe lacks {key!r}")
     if recipe["data"] not in ("coco", "coco-points", "dota"):
         raise TinysetError(f"{file}: data must be coco, coco-points or dota")
+    if recipe.setdefault("results_format", "coco") not in RESULTS_FORMATS:
+        raise TinysetError(f"{file}: results_format must be one of {', '.join(RESULTS_FORMATS)}")
+    if "detector" in recipe and "repo_env" not in recipe["detector"]:
+        raise TinysetError(f"{file}: [detector] lacks 'repo_env'")
     recipe.setdefault("configs", {})
     recipe["_file"] = str(file)
     return recipe
@@ -174,16 +197,37 @@ def _render_config(recipe: Mapping[str, Any], name: str, spec: Mapping[str, Any]
                     f"lr_config = dict(step={steps})")
     base = values["base_config"] if name == "main" and values.get("base_config") else \
         spec["base_config"]
+    root = values["detector_repo"] if spec.get("repo") == "detector" else values["repo"]
+    # the rotated templates (mmrotate03, mmrotate1, pointobb_mmdet2): DOTA folders, the
+    # schedule as numbers (each template writes its framework's runner), overrides with
+    # $max_det / $num_classes / $half_epochs / $total_iters and {placeholders} filled in
+    max_epochs = epochs + int(spec.get("extra_epochs", 0))
+    total_iters = max(1, math.ceil(epochs * values["n_train"] / values["batch"]))
+    ph = values["placeholders"]
+    dota = {key: py(fill(spec.get(key, default), ph)) for key, default in (
+        ("train_labels", "{train_dota}labelTxt/"), ("train_images", "{train_dota}images/"),
+        ("eval_labels", "{eval_dota}labelTxt/"), ("eval_images", "{eval_dota}images/"))} \
+        if "train_dota" in ph else {}
+
+    def code(text: str) -> str:
+        for key, value in (("$max_det", MAX_DET), ("$num_classes", len(values["classes"])),
+                           ("$half_epochs", max(1, round(epochs / 2))),
+                           ("$total_iters", total_iters)):
+            text = text.replace(key, str(value))
+        return fill(text, ph)
+
     return Template(template.read_text(encoding="utf-8")).substitute(
         recipe=recipe["name"], size=size, epochs=epochs, seed=values["seed"],
-        base_config=py(str(Path(values["repo"]) / base)),
+        base_config=py(str(Path(root) / base)),
         classes=py(tuple(values["classes"])), images_root=py(values["images_root"]),
         pipelines=pipelines, batch=values["batch"], train_dataset=train_dataset,
-        eval_ann=py(eval_ann),
+        eval_ann=py(eval_ann), train_ann=py(train_ann),
         test_pipeline_ref=", pipeline=test_pipeline" if standard else "",
-        model_override=spec.get("model_override", "dict()").replace("$max_det", str(MAX_DET))
-        .replace("$num_classes", str(len(values["classes"]))),
-        schedule=schedule, extra=spec.get("extra", ""))
+        model_override=code(spec.get("model_override", "dict()")),
+        schedule=schedule, extra=code(spec.get("extra", "")), max_epochs=max_epochs,
+        steps=sorted({max(1, round(max_epochs * 2 / 3)), max(1, round(max_epochs * 8 / 9))}),
+        max_det=MAX_DET, results_prefix=py(ph["results_prefix"]), work_dir=py(ph["work_dir"]),
+        **dota)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,6 +253,16 @@ class ExternalAdapter:
         repo = self._opt(job, "repo") or os.environ.get(recipe["repo_env"])
         return Path(repo).expanduser() if repo else None
 
+    def _detector(self, job: Job, recipe: Mapping[str, Any]) -> tuple[Path | None, str | None]:
+        """The optional second checkout (``[detector]``) and its interpreter (else ``python``)."""
+        det = recipe.get("detector")
+        if det is None:
+            return None, None
+        repo = self._opt(job, "detector_repo") or os.environ.get(det["repo_env"])
+        python = (self._opt(job, "detector_python") or os.environ.get(python_env(det))
+                  or self._python(job, recipe))
+        return (Path(repo).expanduser() if repo else None), python
+
     def _python(self, job: Job, recipe: Mapping[str, Any] | None = None) -> str | None:
         """Option ``python``, else the recipe's ``TINYSET_PYTHON_*`` variable (one environment
         per repository), else ``--env-python``."""
@@ -229,9 +283,6 @@ class ExternalAdapter:
                     f"'repo' or set {recipe['repo_env']}")
         if not repo.is_dir():
             return f"{recipe['name']}: checkout {repo} not found; {how}"
-        if recipe["data"] == "dota":
-            return (f"{recipe['name']}: reads DOTA-format labelTxt files, which tinyset does not "
-                    f"export yet; {recipe.get('data_note', 'convert the COCO files yourself')}")
         python = self._python(job, recipe)
         if python is None:
             return (f"{recipe['name']}: name the checkout's environment with "
@@ -239,11 +290,21 @@ class ExternalAdapter:
                     f"{recipe['install']}")
         if shutil.which(python) is None:
             return f"{recipe['name']}: interpreter {python} not found or not executable"
+        detector, detector_python = self._detector(job, recipe)
+        if "detector" in recipe:
+            det = recipe["detector"]
+            if detector is None or not detector.is_dir():
+                return (f"{recipe['name']}: its detector runs in a second checkout: git clone "
+                        f"{det.get('repo_url', '')} and {det.get('install', 'install it')}, then "
+                        f"pass its path as option 'detector_repo' or set {det['repo_env']}")
+            if detector_python is None or shutil.which(detector_python) is None:
+                return f"{recipe['name']}: detector interpreter {detector_python} not found"
         for cname, spec in recipe["configs"].items():
             base = (self._opt(job, "base_config") if cname == "main" else None) or \
                 spec["base_config"]
-            if not (repo / base).is_file():
-                return (f"{recipe['name']}: {repo / base} not found in the checkout "
+            root = detector if spec.get("repo") == "detector" and detector else repo
+            if not (root / base).is_file():
+                return (f"{recipe['name']}: {root / base} not found in the checkout "
                         f"({spec.get('missing_note', 'is it the right repository/branch?')})")
         if recipe.get("manual_step") and not self._opt(job, "manual_step_done", False):
             return (f"{recipe['name']}: one-time manual step: {recipe['manual_step']} "
@@ -268,7 +329,8 @@ class ExternalAdapter:
         work = job.work_dir.resolve()
         data = work / "data"
         agnostic = bool(self._opt(job, "class_agnostic", True))
-        mode: Literal["boxes", "points"] = ("points" if recipe["data"] == "coco-points"
+        # the "dota" recipes are the point-supervised oriented rows: points in both layouts
+        mode: Literal["boxes", "points"] = ("points" if recipe["data"] in ("coco-points", "dota")
                                             else "boxes")
         train = export_coco(job.train_json, job.data_dir, data / "train.json",
                             class_agnostic=agnostic, mode=mode)
@@ -280,10 +342,26 @@ class ExternalAdapter:
                                     class_agnostic=agnostic)
         epochs, size = self._schedule(job)
         placeholders = {"python": str(self._python(job, recipe)), "repo": str(repo.resolve()),
-                        "work_dir": str(work), "seed": str(job.seed),
+                        "work_dir": str(work), "seed": str(job.seed), "epochs": str(epochs),
+                        "data_dir": str(job.data_dir.resolve()),
+                        "num_classes": str(len(train.classes)),
                         "train_ann": str(train.path), "eval_ann": str(test.path),
                         "unlabeled_ann": str(unlabeled.path) if unlabeled else "",
-                        "results_prefix": str(work / "results")}
+                        "results_prefix": str(work / "results"),
+                        "tinyset_python": sys.executable}
+        dota: dict[str, DotaExport] = {}
+        if recipe["data"] == "dota":
+            dota = {"train": export_dota(job.train_json, job.data_dir, data / "dota" / "train",
+                                         class_agnostic=agnostic, mode=mode, for_mmrotate=True),
+                    "eval": export_dota(job.eval_json, job.data_dir, data / "dota" / "eval",
+                                        class_agnostic=agnostic, for_mmrotate=True)}
+            placeholders.update({f"{k}_dota": f"{v.root}/" for k, v in dota.items()})
+        detector, detector_python = self._detector(job, recipe)
+        if "detector" in recipe:
+            if detector is None:
+                raise TinysetError(self.unavailable(job) or "external adapter: no detector")
+            placeholders.update(detector_repo=str(detector.resolve()),
+                                detector_python=str(detector_python))
         for cname in recipe["configs"]:
             suffix = "" if cname == "main" else f"_{cname}"
             placeholders[f"config:{cname}"] = str(work / f"tinyset_config{suffix}.py")
@@ -291,15 +369,18 @@ class ExternalAdapter:
         placeholders["config"] = placeholders.get("config:main", "")
         for key, rel in recipe.get("checkpoints", {"main": recipe.get("checkpoint",
                                                                       "latest.pth")}).items():
-            placeholders[f"checkpoint:{key}"] = str(work / rel)
+            placeholders[f"checkpoint:{key}"] = str(work / fill(rel, placeholders))
         placeholders["checkpoint"] = placeholders.get("checkpoint:main", "")
         values = {"size": size, "epochs": epochs, "seed": job.seed, "repo": str(repo.resolve()),
-                  "classes": train.classes, "images_root": str((job.data_dir / "images")
+                  # DOTA loaders match labelTxt's one-word class tokens
+                  "classes": (tuple(dota_class(c) for c in train.classes) if dota
+                              else train.classes), "images_root": str((job.data_dir / "images")
                                                                .resolve()) + "/",
                   "batch": int(self._opt(job, "batch", 2)), "eval_ann": str(test.path),
                   "unlabeled_ann": str(unlabeled.path) if unlabeled else None,
                   "n_train": train.counts["images"], "placeholders": placeholders,
-                  "base_config": self._opt(job, "base_config")}
+                  "base_config": self._opt(job, "base_config"),
+                  "detector_repo": placeholders.get("detector_repo")}
         configs = {}
         for cname, spec in recipe["configs"].items():
             text = _render_config(recipe, cname, spec, values)
@@ -309,7 +390,7 @@ class ExternalAdapter:
             configs[cname] = str(path)
         return {"recipe": recipe, "repo": repo, "work": work, "train": train, "test": test,
                 "placeholders": placeholders, "configs": configs, "epochs": epochs,
-                "size": size}
+                "size": size, "dota": dota}
 
     @staticmethod
     def _command(args: Sequence[str], placeholders: Mapping[str, str]) -> list[str]:
@@ -336,6 +417,10 @@ class ExternalAdapter:
             "epochs": prep["epochs"], "input_size": prep["size"],
             "train_commands": [" ".join(c) for c in commands], "export": prep["train"].counts,
             "config_digest": digest}
+        if prep["dota"]:
+            notes["dota_export"] = {k: {"root": str(v.root), "images": v.images,
+                                        "objects": v.objects, "ignored": v.ignored}
+                                    for k, v in prep["dota"].items()}
         if recipe.get("notes"):
             notes["recipe_notes"] = recipe["notes"]
         done = work / "external_done.json"
@@ -351,12 +436,22 @@ class ExternalAdapter:
         return {**notes, "checkpoint": ph["checkpoint"]}
 
     def predict(self, job: Job) -> Sequence[Detections]:
-        """Run the recipe's test command and parse its COCO results file."""
+        """Run the recipe's test command and parse its results (rotated ones via their
+        enclosing horizontal boxes, written beside them as COCO results)."""
         prep = self._prepare(job)
         recipe, ph = prep["recipe"], prep["placeholders"]
         results = Path(self._command([recipe["results"]], ph)[0])
+        if results.is_dir():  # MMRotate 0.3 refuses to write into an existing submission dir
+            shutil.rmtree(results)
         results.unlink(missing_ok=True)
         self._run(self._command(recipe["test"], ph), prep["repo"], prep["work"] / "test.log")
-        if not results.is_file():
+        if not results.exists():
             raise TinysetError(f"{recipe['name']}: test command wrote no {results}")
+        if recipe["results_format"] != "coco":
+            train: Export = prep["train"]
+            categories = dict(zip([dota_class(c) for c in train.classes], train.to_dataset,
+                                  strict=True))  # both in exported-id order
+            coco = Path(f"{ph['results_prefix']}.hbox.bbox.json")
+            write_json(coco, rotated_to_coco_results(results, job.eval_json, categories))
+            results = coco
         return detections_from_coco_results(results, job.eval_json, prep["train"].to_dataset)
