@@ -8,6 +8,11 @@ What every such method does the same way lives here once:
   ``ssod/utils/hooks/mean_teacher.py``, ``momentum = 0.999, warm_up = 0``). Unlike that hook, the
   floating-point *buffers* (batch-norm statistics) are averaged too: the ``cpu`` schedule trains
   batch norm from scratch, where a teacher with its initial statistics would predict nothing.
+  Under the ``cpu`` schedule the cap ``m`` is scaled to the run's length as the learning-rate
+  schedule is (:func:`scaled_cap`): 0.999 averages over ~1,000 of the authors' 180k iterations,
+  so a run of ``T`` steps averages over ``1000 · T / 180k`` of its own (at least one). Unscaled, a
+  run of 10²–10³ steps has a teacher that is the plain mean of every student since random
+  initialisation, whose pseudo boxes are noise (measured: ``docs/baselines.md``).
   It is passed to :func:`baselines.train.fit` as ``tracked={"teacher": ema}`` with
   ``after_step=ema.after_step(student)``, so checkpoints resume exactly.
 * the data of a run (:func:`load_data`): labelled samples, unlabelled samples (their boxes are
@@ -48,6 +53,14 @@ def ema_momentum(updates: int, momentum: float) -> float:
     return min(momentum, 1.0 - 1.0 / (updates + 1))
 
 
+def scaled_cap(momentum: float, total: int, reference_iters: int) -> float:
+    """The momentum cap of a ``total``-step run that keeps the averaging window
+    ``1 / (1 − momentum)`` the same fraction of the run as in a ``reference_iters`` schedule
+    (at least one step, i.e. a cap of 0: the teacher is the student)."""
+    window = total / reference_iters / (1.0 - momentum)
+    return max(0.0, 1.0 - 1.0 / max(window, 1.0))
+
+
 def _ema_teacher_class() -> type:
     import torch
     from torch import nn
@@ -55,23 +68,33 @@ def _ema_teacher_class() -> type:
     class EMATeacher(nn.Module):
         """An exponential moving average of a student detector (see the module docstring)."""
 
-        def __init__(self, student: nn.Module, momentum: float = 0.999) -> None:
+        def __init__(self, student: nn.Module, momentum: float = 0.999,
+                     reference_iters: int | None = None) -> None:
             super().__init__()
             self.model = copy.deepcopy(student)
             self.model.eval()
             for p in self.model.parameters():
                 p.requires_grad_(False)
             self.momentum = momentum
+            self.reference_iters = reference_iters
             self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
+            # The cap in use, fixed at the first update (negative: not yet known); a buffer so
+            # that a resumed run keeps it.
+            self.register_buffer("cap", torch.full((), -1.0, dtype=torch.float64))
 
         def train(self, mode: bool = True) -> EMATeacher:  # the teacher always predicts
             super().train(False)
             return self
 
         @torch.no_grad()
-        def update(self, student: nn.Module) -> float:
-            """One EMA step towards ``student``; returns the momentum used."""
-            m = ema_momentum(int(self.updates), self.momentum)
+        def update(self, student: nn.Module, total: int | None = None) -> float:
+            """One EMA step towards ``student``; returns the momentum used. ``total`` (the
+            run's steps) scales the cap when the teacher has a ``reference_iters``."""
+            if float(self.cap) < 0:
+                scale = self.reference_iters is not None and total is not None
+                self.cap.fill_(scaled_cap(self.momentum, total, self.reference_iters)
+                               if scale else self.momentum)
+            m = ema_momentum(int(self.updates), float(self.cap))
             for t, s in zip(self.model.parameters(), student.parameters(), strict=True):
                 t.mul_(m).add_(s.detach(), alpha=1.0 - m)
             for t, s in zip(self.model.buffers(), student.buffers(), strict=True):
@@ -82,19 +105,26 @@ def _ema_teacher_class() -> type:
             self.updates += 1
             return m
 
-        def after_step(self, student: nn.Module) -> Callable[[int], None]:
+        def after_step(self, student: nn.Module) -> Callable[[int, int], None]:
             """The ``after_step`` hook of :func:`baselines.train.fit`."""
-            return lambda _it: self.update(student)
+            return lambda _it, total: self.update(student, total)
 
     return EMATeacher
 
 
-def ema_teacher(student: Any, momentum: float = 0.999) -> Any:
-    """A new :class:`EMATeacher` (the class is built lazily: torch is imported on first use)."""
+def ema_teacher(student: Any, momentum: float = 0.999, reference_iters: int | None = None) -> Any:
+    """A new :class:`EMATeacher` (the class is built lazily: torch is imported on first use);
+    ``reference_iters`` (the authors' schedule length) scales its cap to the run's length."""
     global EMATeacher
     if "EMATeacher" not in globals():
         EMATeacher = _ema_teacher_class()
-    return EMATeacher(student, momentum)
+    return EMATeacher(student, momentum, reference_iters)
+
+
+def ema_reference(plan: Any, reference_iters: int) -> int | None:
+    """``reference_iters`` under the ``cpu`` schedule (the cap is scaled), else None (the
+    authors' cap as it is)."""
+    return reference_iters if plan.schedule == "cpu" else None
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -347,7 +377,7 @@ def train_semi_faster_rcnn(ctx: Any, name: str, cfg: Any, unsup_losses: Callable
     torch.manual_seed(ctx.seed)
     spec = detector_spec(ctx.plan, "faster_rcnn", data.num_classes)
     student = build_detector(spec).to(ctx.device)
-    ema = ema_teacher(student, cfg.ema_momentum)
+    ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx.plan, cfg.ema_reference_iters))
     stats = dict.fromkeys((*stat_names, "unlabeled_images"), 0.0)
     plan = ctx.plan
 
@@ -371,7 +401,7 @@ def train_semi_faster_rcnn(ctx: Any, name: str, cfg: Any, unsup_losses: Callable
     n = max(stats["unlabeled_images"], 1.0)
     per_image: dict[str, Any] = {k: round(stats[k] / n, 2) for k in stat_names}
     per_image["steps_counted"] = "this process's steps (a resumed run counts the rest)"
-    train_stats = {**result.notes(),
+    train_stats = {**result.notes(), "ema_momentum_cap": round(float(ema.cap), 6),
                    "tested_model": "teacher (EMA)" if test_teacher else "student",
                    "pseudo_boxes_per_unlabeled_image": per_image}
     finish(ctx, ema.model if test_teacher else student, spec, config, train_stats)

@@ -65,7 +65,7 @@ def _seed_torch(seed: int, it: int) -> None:
 
 def fit(model: Any, step: Callable[[int], Mapping[str, Any]], plan: TrainPlan, work_dir: Path,
         *, seed: int, config: Mapping[str, Any], tracked: Mapping[str, Any] | None = None,
-        after_step: Callable[[int], None] | None = None,
+        after_step: Callable[[int, int], None] | None = None,
         checkpoint_name: str = "checkpoint.pt") -> FitResult:
     """Train ``model`` with ``step`` under ``plan``; resume from ``work_dir/checkpoint_name``.
 
@@ -80,7 +80,8 @@ def fit(model: Any, step: Callable[[int], Mapping[str, Any]], plan: TrainPlan, w
             config equals this one.
         tracked: other modules whose state belongs to the run (e.g. ``{"teacher": ema}``): saved
             and restored with the model, never optimised here.
-        after_step: called with ``it`` after each optimiser step (e.g. the EMA update).
+        after_step: called with ``(it, total)`` after each optimiser step (e.g. the EMA
+            update; ``total`` is the run's length, known from step 0 on).
         checkpoint_name: file name of the checkpoint (two-phase methods use one per phase).
     """
     import torch
@@ -123,7 +124,7 @@ def fit(model: Any, step: Callable[[int], Mapping[str, Any]], plan: TrainPlan, w
         torch.nn.utils.clip_grad_norm_(params, CLIP_NORM)
         opt.step()
         if after_step is not None:
-            after_step(it)
+            after_step(it, total)
         losses.append(round(loss, 5))
         it += 1
         every = max(1, min(200, total // 4))

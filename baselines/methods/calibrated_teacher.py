@@ -48,6 +48,7 @@ class Config:
     calib_every: int = 50
     calib_tp_iou: float = 0.75
     ema_momentum: float = 0.999
+    ema_reference_iters: int = 152_000  # the authors' stage 1 (cpu: the cap is scaled to it)
     stage1_fraction: float = 152 / 180
     fiou_alpha: float = 0.25
     fiou_gamma: float = 2.0
@@ -213,6 +214,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
     from baselines.teacher import (
         base_notes,
         draw,
+        ema_reference,
         ema_teacher,
         finish,
         load_data,
@@ -232,7 +234,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
     torch.manual_seed(ctx.seed)
     spec = detector_spec(ctx.plan, "retinanet", data.num_classes)
     student = build_detector(spec).to(ctx.device)
-    ema = ema_teacher(student, cfg.ema_momentum)
+    ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx.plan, cfg.ema_reference_iters))
     calib = _calibrator_class()()
     stats = dict.fromkeys(("candidates", "mined", "images"), 0.0)
     plan1, plan2 = split_plan(ctx.plan, cfg.stage1_fraction)
@@ -316,6 +318,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
                    "train_cpu_seconds": round(r1.cpu_seconds + r2.cpu_seconds, 1),
                    "first_loss": r1.first_loss, "final_loss": r2.final_loss,
                    "tested_model": "student", "calibrator_fits": calib.fits,
+                   "ema_momentum_cap": round(float(ema.cap), 6),
                    "calibration": None if calib.params is None else
                    {"a": round(calib.params[0], 4), "b": round(calib.params[1], 4)},
                    "per_image": {"candidates": round(stats["candidates"] / n, 2),

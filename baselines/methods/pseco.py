@@ -49,6 +49,7 @@ class Config:
     pla_candidate_topk: int = 12
     use_msl: bool = True
     ema_momentum: float = 0.999
+    ema_reference_iters: int = 180_000  # the authors' schedule (cpu: the cap is scaled to it)
     sup_per_step: int = 1
     unsup_per_step: int = 4
     scale_range: tuple[float, float] = (0.5, 1.5)

@@ -14,7 +14,14 @@ from bench_fixture import write_tiny_dataset
 
 from baselines.augment import AffineParams, affine_boxes, hflip, map_boxes, strong_view
 from baselines.data import Sample
-from baselines.teacher import draw, ema_momentum, ema_teacher, filter_pseudo, load_data
+from baselines.teacher import (
+    draw,
+    ema_momentum,
+    ema_teacher,
+    filter_pseudo,
+    load_data,
+    scaled_cap,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -24,6 +31,33 @@ def test_ema_momentum_follows_the_mean_teacher_hook() -> None:
     assert ema_momentum(1, 0.999) == pytest.approx(0.5)
     assert ema_momentum(9, 0.999) == pytest.approx(0.9)
     assert ema_momentum(10_000, 0.999) == 0.999
+
+
+def test_the_cpu_schedule_scales_the_momentum_cap_to_the_run() -> None:
+    # 0.999 averages over 1/(1 - 0.999) = 1,000 of the authors' 180k iterations; a run of T steps
+    # keeps that fraction: a window of 1000 * T / 180k steps, cap 1 - 1/window (window >= 1).
+    assert scaled_cap(0.999, 180_000, 180_000) == pytest.approx(0.999)
+    assert scaled_cap(0.999, 18_000, 180_000) == pytest.approx(0.99)      # window 100
+    assert scaled_cap(0.999, 720, 180_000) == pytest.approx(0.75)         # window 4
+    assert scaled_cap(0.999, 100, 180_000) == 0.0                         # window < 1
+    student = torch.nn.Linear(1, 1, bias=False)
+    ema = ema_teacher(student, momentum=0.999, reference_iters=180_000)
+    hook = ema.after_step(student)
+    used = []
+    for it in range(6):
+        with torch.no_grad():
+            student.weight.fill_(float(it))
+        used.append(ema.update(student, 720) if it else hook(it, 720))
+    # min(0.75, 1 - 1/(t + 1)): 0, 0.5, 0.667, 0.75, then the cap
+    assert used == pytest.approx([0.0, 0.5, 2 / 3, 0.75, 0.75, 0.75])
+    assert float(ema.cap) == pytest.approx(0.75)
+    expected = 0.0
+    for it, m in enumerate(used):
+        expected = m * expected + (1 - m) * it
+    assert float(ema.model.weight) == pytest.approx(expected)
+    unscaled = ema_teacher(student, momentum=0.999)         # paper/smoke: the authors' cap
+    unscaled.update(student, 720)
+    assert float(unscaled.cap) == pytest.approx(0.999)
 
 
 def test_ema_update_averages_parameters_and_float_buffers() -> None:
