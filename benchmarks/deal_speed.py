@@ -24,12 +24,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,26 +97,20 @@ def _rss_kb() -> int:
         return int(f.read().split()[1]) * resource.getpagesize() // 1024
 
 
-def memory_child(preset: str, size: int, variant: str) -> dict:
-    """Runs in a subprocess: peak RSS growth during one forward of ``variant``.
+@contextlib.contextmanager
+def peak_rss() -> Iterator[dict[str, int]]:
+    """Sample this process's RSS every 0.2 ms while the block runs.
 
-    Freed heap pages are returned to the OS first (``malloc_trim``) so that the forward cannot
-    hide in memory freed by model construction; a thread samples the RSS every 0.2 ms.
+    Freed heap pages are returned to the OS first (``malloc_trim``), so that the block cannot
+    reuse memory the process already holds; yields a dict whose ``before`` and ``peak`` (kB) are
+    filled in (``peak`` when the block ends).
     """
     import ctypes
     import threading
 
-    import torch
-
-    torch.manual_seed(0)
-    deal, base = _models(preset)
-    model = base if variant == "base" else deal
-    del deal, base
-    image = torch.rand(1, 3, size, size)
-    pts = _points(1, size)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = _rss_kb()
-    peak = [before]
+    out = {"before": _rss_kb()}
+    peak = [out["before"]]
     done = threading.Event()
 
     def sample() -> None:
@@ -124,16 +120,35 @@ def memory_child(preset: str, size: int, variant: str) -> dict:
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()
-    with torch.no_grad():
+    try:
+        yield out
+    finally:
+        done.set()
+        t.join()
+        out["peak"] = max(peak[0], _rss_kb())
+
+
+def memory_child(preset: str, size: int, variant: str) -> dict:
+    """Runs in a subprocess: peak RSS growth during one forward of ``variant``.
+
+    Freed heap pages are returned to the OS first (``malloc_trim``) so that the forward cannot
+    hide in memory freed by model construction (:func:`peak_rss`).
+    """
+    import torch
+
+    torch.manual_seed(0)
+    deal, base = _models(preset)
+    model = base if variant == "base" else deal
+    del deal, base
+    image = torch.rand(1, 3, size, size)
+    pts = _points(1, size)
+    with peak_rss() as rss, torch.no_grad():
         if variant == "base":
             model(image)
         else:
             model(image, *pts)
-    done.set()
-    t.join()
-    peak[0] = max(peak[0], _rss_kb())
-    return {"peak_growth_mb": round((peak[0] - before) / 1024, 1),
-            "peak_total_mb": round(peak[0] / 1024, 1)}
+    return {"peak_growth_mb": round((rss["peak"] - rss["before"]) / 1024, 1),
+            "peak_total_mb": round(rss["peak"] / 1024, 1)}
 
 
 def memory(preset: str, size: int) -> dict:

@@ -173,12 +173,10 @@ def memory_child(method: str, phase: str, size: int, device: str) -> dict[str, f
     building the model and running the phase, over the RSS after the imports and
     ``malloc_trim`` (freed import-time pages returned to the OS first).
     """
-    import ctypes
-    import threading
 
     import torch
     import ultralytics.nn.tasks  # noqa: F401
-    from deal_speed import _rss_kb
+    from deal_speed import peak_rss
 
     import deal.train  # noqa: F401  (imports are part of the baseline)
 
@@ -188,24 +186,11 @@ def memory_child(method: str, phase: str, size: int, device: str) -> dict[str, f
         for s in range(2):
             m.train_step(s) if phase == "train" else m.infer()
         return {f"{phase}_memory_mb": torch.cuda.max_memory_allocated() / 2 ** 20}
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = _rss_kb()
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_kb())
-            time.sleep(0.0002)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    m = _build(method, size, device)
-    for s in range(2):
-        m.train_step(s) if phase == "train" else m.infer()
-    done.set()
-    t.join()
-    return {f"{phase}_memory_mb": (max(peak[0], _rss_kb()) - before) / 1024}
+    with peak_rss() as rss:
+        m = _build(method, size, device)
+        for s in range(2):
+            m.train_step(s) if phase == "train" else m.infer()
+    return {f"{phase}_memory_mb": (rss["peak"] - rss["before"]) / 1024}
 
 
 def main(argv: list[str] | None = None) -> int:

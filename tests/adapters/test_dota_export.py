@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmark"))
 from bench_fixture import write_tiny_dataset
 
 from adapters.dota_export import dota_class, export_dota, main, read_dota
