@@ -18,7 +18,9 @@ are reported beside AP50.
 
 The synthetic demo build may be too small to learn from: ``--synth DIR`` writes a larger built
 dataset of the synthetic sources' learnable shapes (``--synth-train`` images of
-``--synth-size``² with ``--synth-objects`` objects each) and benchmarks on it.
+``--synth-size``² with ``--synth-objects`` objects each, sides in ``--synth-sides MIN,MAX`` px:
+4,24 by default; 2,10 gives a very-tiny build on which a plain Faster R-CNN does not saturate)
+and benchmarks on it. ``--devices cpu,cpu`` runs two runs at a time, one torch thread each.
 
 Usage::
 
