@@ -4,7 +4,8 @@ What is changed from torchvision's COCO defaults, and why (AI-TOD-style configs,
 
 * **levels**: Faster R-CNN keeps P2–P6; RetinaNet and FCOS get a **P2** level too (P2–P7, strides
   4–128) because a 4–16 px object leaves nothing on a stride-8 map;
-* **anchors** scaled down to the objects: Faster R-CNN 8–128 px (3 ratios), RetinaNet
+* **anchors** scaled down to the objects: Faster R-CNN 8–128 px (3 ratios; ``anchor_base``
+  = 32 gives mmdet's default 32–512), RetinaNet
   ``2·stride`` with 3 octave scales (8–256 px), FCOS size ranges starting at stride 4;
 * **up to 3,000 detections per image** (the evaluator's largest maxDets), the RPN keeps 3,000
   proposals at test time, low score thresholds so AP sees the whole precision-recall curve;
@@ -48,6 +49,8 @@ class DetectorSpec:
         frozen_bn: frozen batch norm and frozen stem/layer1 (default: when pretrained).
         roi_batch: RoIs sampled per image for Faster R-CNN's box head (mmdet's 512).
         test_proposals: RPN proposals kept per image at test time.
+        anchor_base: Faster R-CNN's anchor side on P2 (px), doubling per level up to P6: 8 by
+            default (tiny objects), 32 = mmdet's default anchors (scale 8 × stride 4).
     """
 
     model: str
@@ -59,6 +62,7 @@ class DetectorSpec:
     frozen_bn: bool | None = None
     roi_batch: int = 512
     test_proposals: int = 3000
+    anchor_base: int = 8
 
 
 def _body(spec: DetectorSpec) -> Any:
@@ -116,7 +120,8 @@ def build_detector(spec: DetectorSpec, backbone: Any = None) -> Any:
     common = {"min_size": spec.size, "max_size": spec.size}
     if spec.model == "faster_rcnn":
         backbone = backbone or build_backbone(spec, "maxpool")
-        anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 5)
+        anchors = AnchorGenerator(tuple((spec.anchor_base * 2 ** i,) for i in range(5)),
+                                  ((0.5, 1.0, 2.0),) * 5)
         train_top_n = 3000 if spec.roi_batch >= 512 else 4 * spec.roi_batch
         return FasterRCNN(backbone, spec.num_classes + 1, rpn_anchor_generator=anchors,
                           rpn_pre_nms_top_n_train=3000, rpn_post_nms_top_n_train=train_top_n,

@@ -58,6 +58,8 @@ class TrainPlan:
         roi_batch: RoIs sampled per image in Faster R-CNN's box head.
         test_proposals: RPN proposals kept per test image.
         backbone_weights: local ImageNet weights file, or None.
+        anchor_base: Faster R-CNN's anchor side on P2 in px, doubling per level (8: ours, sized
+            to tiny objects; 32: mmdet's default scale 8 × stride 4).
     """
 
     schedule: str
@@ -73,6 +75,7 @@ class TrainPlan:
     roi_batch: int
     test_proposals: int
     backbone_weights: str | None = None
+    anchor_base: int = 8
 
     def as_dict(self) -> dict[str, Any]:
         """Plain mapping (results files, checkpoints)."""
@@ -136,7 +139,7 @@ def resolve_plan(schedule: str, settings: Mapping[str, Any], *, n_images: int,
 
 
 _OVERRIDABLE = ("crop", "test_size", "iterations", "optimizer", "lr", "backbone", "fpn_channels",
-                "roi_batch", "test_proposals", "backbone_weights")
+                "roi_batch", "test_proposals", "backbone_weights", "anchor_base")
 
 
 def _cast(key: str, value: Any) -> Any:

@@ -27,7 +27,8 @@ def detector_spec(plan: TrainPlan, model: str, num_classes: int, *, train: bool 
     size = (plan.crop or plan.test_size) if train else plan.test_size
     return DetectorSpec(model=model, num_classes=num_classes, size=size, backbone=plan.backbone,
                         fpn_channels=plan.fpn_channels, backbone_weights=plan.backbone_weights,
-                        roi_batch=plan.roi_batch, test_proposals=plan.test_proposals)
+                        roi_batch=plan.roi_batch, test_proposals=plan.test_proposals,
+                        anchor_base=plan.anchor_base)
 
 
 def train_detector(samples: list[Sample], plan: TrainPlan, spec: DetectorSpec, work_dir: Path,

@@ -81,6 +81,19 @@ def test_schedules_defaults_and_overrides() -> None:
         resolve_plan("cpu", {"optimizer": "lion"}, n_images=1)
 
 
+def test_anchor_base_sets_faster_rcnn_anchor_sides_per_level() -> None:
+    pytest.importorskip("torchvision")
+    from baselines.detectors import build_detector
+    from baselines.supervised import detector_spec
+
+    ours = resolve_plan("cpu", {}, n_images=1)
+    mmdet = resolve_plan("cpu", {"anchor_base": "32"}, n_images=1)
+    assert (ours.anchor_base, mmdet.anchor_base) == (8, 32)
+    for plan, sides in ((ours, (8, 16, 32, 64, 128)), (mmdet, (32, 64, 128, 256, 512))):
+        model = build_detector(detector_spec(plan, "faster_rcnn", 1))
+        assert tuple(s[0] for s in model.rpn.anchor_generator.sizes) == sides
+
+
 def test_lr_schedule_warms_up_from_step_zero_whatever_the_length() -> None:
     assert all(lr_factor(0, total, warmup_steps(total)) == pytest.approx(0.001)
                for total in (1, 2, 5, 100, 10_000))
