@@ -331,6 +331,27 @@ def reuse(ctx: Any, config: Mapping[str, Any], file_name: str = "model.pt",
     return None
 
 
+def begin_run(ctx: Any, method: str, cfg: Any, model: str, *, unlabeled: bool = False,
+              ) -> tuple[MethodData, dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """What every method's ``train`` starts with: its data, run config and base notes, and the
+    stats of a finished run with that config (None when it must train)."""
+    data = load_data(ctx, unlabeled=unlabeled)
+    config = run_config(ctx, method, cfg, data)
+    return data, config, base_notes(ctx, cfg, data, model), reuse(ctx, config)
+
+
+def seeded_detector(ctx: Any, model: str, num_classes: int) -> tuple[Any, Any]:
+    """``(spec, detector)`` of the run's plan on its device, initialised from the run's seed."""
+    import torch
+
+    from baselines.detectors import build_detector
+    from baselines.supervised import detector_spec
+
+    torch.manual_seed(ctx.seed)
+    spec = detector_spec(ctx.plan, model, num_classes)
+    return spec, build_detector(spec).to(ctx.device)
+
+
 def finish(ctx: Any, model: Any, spec: Any, config: Mapping[str, Any],
            stats: Mapping[str, Any], file_name: str = "model.pt") -> None:
     """Save the detector the method tests with (``predict_saved`` loads it)."""
@@ -361,22 +382,14 @@ def train_semi_faster_rcnn(ctx: Any, name: str, cfg: Any, unsup_losses: Callable
     (reported per unlabelled image); ``test_teacher`` saves the EMA teacher as the tested model
     (PseCo's choice) instead of the student (Soft Teacher's).
     """
-    import torch
-
     from baselines.augment import strong_view
     from baselines.data import step_rng
-    from baselines.detectors import build_detector
-    from baselines.supervised import detector_spec
     from baselines.train import fit
 
-    data = load_data(ctx, unlabeled=True)
-    config = run_config(ctx, name, cfg, data)
-    notes = base_notes(ctx, cfg, data, "faster_rcnn")
-    if (done := reuse(ctx, config)) is not None:
+    data, config, notes, done = begin_run(ctx, name, cfg, "faster_rcnn", unlabeled=True)
+    if done is not None:
         return {**notes, **done}
-    torch.manual_seed(ctx.seed)
-    spec = detector_spec(ctx.plan, "faster_rcnn", data.num_classes)
-    student = build_detector(spec).to(ctx.device)
+    spec, student = seeded_detector(ctx, "faster_rcnn", data.num_classes)
     ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx.plan, cfg.ema_reference_iters))
     stats = dict.fromkeys((*stat_names, "unlabeled_images"), 0.0)
     plan = ctx.plan

@@ -208,32 +208,24 @@ def train(ctx: MethodContext) -> dict[str, Any]:
 
     from baselines.augment import strong_view
     from baselines.data import step_rng
-    from baselines.detectors import build_detector
     from baselines.methods.co_mining import retina_detections
-    from baselines.supervised import detector_spec
     from baselines.teacher import (
-        base_notes,
+        begin_run,
         draw,
         ema_reference,
         ema_teacher,
         finish,
-        load_data,
-        reuse,
-        run_config,
+        seeded_detector,
         split_plan,
         weak_view,
     )
     from baselines.train import fit
 
     cfg = ctx.config(Config)
-    data = load_data(ctx, unlabeled=False)
-    config = run_config(ctx, "calibrated_teacher", cfg, data)
-    notes = base_notes(ctx, cfg, data, "retinanet")
-    if (done := reuse(ctx, config)) is not None:
+    data, config, notes, done = begin_run(ctx, "calibrated_teacher", cfg, "retinanet")
+    if done is not None:
         return {**notes, **done}
-    torch.manual_seed(ctx.seed)
-    spec = detector_spec(ctx.plan, "retinanet", data.num_classes)
-    student = build_detector(spec).to(ctx.device)
+    spec, student = seeded_detector(ctx, "retinanet", data.num_classes)
     ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx.plan, cfg.ema_reference_iters))
     calib = _calibrator_class()()
     stats = dict.fromkeys(("candidates", "mined", "images"), 0.0)

@@ -70,20 +70,14 @@ def train(ctx: MethodContext) -> dict[str, Any]:
 
     from baselines.augment import colour_jitter
     from baselines.data import step_rng
-    from baselines.detectors import build_detector
-    from baselines.supervised import detector_spec
-    from baselines.teacher import base_notes, draw, finish, load_data, reuse, run_config, weak_view
+    from baselines.teacher import begin_run, draw, finish, seeded_detector, weak_view
     from baselines.train import fit
 
     cfg = ctx.config(Config)
-    data = load_data(ctx, unlabeled=False)
-    config = run_config(ctx, "co_mining", cfg, data)
-    notes = base_notes(ctx, cfg, data, "retinanet")
-    if (done := reuse(ctx, config)) is not None:
+    data, config, notes, done = begin_run(ctx, "co_mining", cfg, "retinanet")
+    if done is not None:
         return {**notes, **done}
-    torch.manual_seed(ctx.seed)
-    spec = detector_spec(ctx.plan, "retinanet", data.num_classes)
-    model = build_detector(spec).to(ctx.device)
+    spec, model = seeded_detector(ctx, "retinanet", data.num_classes)
     stats = {"mined": 0.0, "images": 0.0, "dropped_as_annotated": 0.0}
     plan = ctx.plan
 
