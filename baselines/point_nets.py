@@ -343,9 +343,9 @@ def run_two_phase(ctx: Any, *, method: str, config: Any, build: Callable[[TrainP
     gen_path = ctx.work_dir / GENERATOR
     gen_cfg = {**cfg, "phase": "generator"}
     gen_stats: dict[str, Any]
-    if gen_path.is_file() and torch.load(gen_path, map_location="cpu",
-                                         weights_only=False).get("config") == gen_cfg:
-        state = torch.load(gen_path, map_location="cpu", weights_only=False)
+    state = (torch.load(gen_path, map_location="cpu", weights_only=False)
+             if gen_path.is_file() else None)
+    if state is not None and state.get("config") == gen_cfg:
         net.load_state_dict(state["model"])
         gen_stats = state["stats"]
     else:

@@ -139,6 +139,35 @@ def fit(model: Any, step: Callable[[int], Mapping[str, Any]], plan: TrainPlan, w
                      losses=losses)
 
 
+def fit_stage(done: Path, model: Any, step: Callable[[int], Mapping[str, Any]], plan: TrainPlan,
+              work_dir: Path, *, seed: int, config: Mapping[str, Any],
+              tracked: Mapping[str, Any] | None = None,
+              after_step: Callable[[int, int], None] | None = None,
+              checkpoint_name: str = "checkpoint.pt") -> FitResult:
+    """:func:`fit` for the first stage of a two-stage method, kept once it has finished.
+
+    The end state (model, tracked modules, result) is written to ``done``; when ``done`` already
+    holds a finished stage with this ``config`` it is restored instead of trained again, so a
+    run killed in the second stage resumes after the first. The caller removes ``done`` when the
+    whole run has finished.
+    """
+    import torch
+
+    tracked = dict(tracked or {})
+    saved = torch.load(done, map_location="cpu", weights_only=False) if done.is_file() else None
+    if saved is not None and saved["config"] == dict(config):
+        model.load_state_dict(saved["model"])
+        for k, m in tracked.items():
+            m.load_state_dict(saved["tracked"][k])
+        return saved["result"]
+    result = fit(model, step, plan, work_dir, seed=seed, config=config, tracked=tracked,
+                 after_step=after_step, checkpoint_name=checkpoint_name)
+    with atomic_path(done, fsync=False) as tmp:
+        torch.save({"config": dict(config), "model": model.state_dict(), "result": result,
+                    "tracked": {k: m.state_dict() for k, m in tracked.items()}}, tmp)
+    return result
+
+
 def _backward(terms: Mapping[str, Any], it: int, opt: Any) -> float:
     import torch
 

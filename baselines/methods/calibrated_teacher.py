@@ -219,7 +219,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
         split_plan,
         weak_view,
     )
-    from baselines.train import fit
+    from baselines.train import fit, fit_stage
 
     cfg = ctx.config(Config)
     data, config, notes, done = begin_run(ctx, "calibrated_teacher", cfg, "retinanet")
@@ -286,21 +286,9 @@ def train(ctx: MethodContext) -> dict[str, Any]:
 
     tracked = {"teacher": ema, "calibrator": calib}
     done1 = ctx.work_dir / "stage1.pt"  # a finished stage 1, so stage 2 resumes after it
-    saved = torch.load(done1, weights_only=False) if done1.is_file() else None
-    if saved is not None and saved["config"] == config:
-        student.load_state_dict(saved["model"])
-        for k, m in tracked.items():
-            m.load_state_dict(saved["tracked"][k])
-        r1 = saved["result"]
-    else:
-        r1 = fit(student, make_step(plan1, 0, False), plan1, ctx.work_dir, seed=ctx.seed,
-                 config={**config, "stage": 1}, tracked=tracked,
-                 after_step=ema.after_step(student), checkpoint_name="checkpoint_stage1.pt")
-        from tinyset_builder.io import atomic_path
-
-        with atomic_path(done1, fsync=False) as tmp:
-            torch.save({"config": config, "model": student.state_dict(), "result": r1,
-                        "tracked": {k: m.state_dict() for k, m in tracked.items()}}, tmp)
+    r1 = fit_stage(done1, student, make_step(plan1, 0, False), plan1, ctx.work_dir, seed=ctx.seed,
+                   config={**config, "stage": 1}, tracked=tracked,
+                   after_step=ema.after_step(student), checkpoint_name="checkpoint_stage1.pt")
     r2 = fit(student, make_step(plan2, r1.iterations, True), plan2, ctx.work_dir,
              seed=ctx.seed + 1, config={**config, "stage": 2}, tracked=tracked,
              after_step=ema.after_step(student), checkpoint_name="checkpoint_stage2.pt")

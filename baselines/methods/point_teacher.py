@@ -224,8 +224,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
         run_two_phase,
     )
     from baselines.teacher import ema_teacher, split_plan
-    from baselines.train import fit
-    from tinyset_builder.io import atomic_path
+    from baselines.train import fit, fit_stage
 
     cfg = ctx.config(Config)
 
@@ -293,27 +292,16 @@ def train(ctx: MethodContext) -> dict[str, Any]:
         # phase 1's end state (student and teacher) is kept, so a run interrupted in phase 2
         # resumes there instead of recomputing phase 1
         done1 = work_dir / "pt_phase1.pt"
-        cfg1 = {**config, "phase": 1}
-        state = (torch.load(done1, map_location="cpu", weights_only=False)
-                 if done1.is_file() else None)
-        if state is not None and state["config"] == cfg1:
-            net.load_state_dict(state["model"])
-            teacher.load_state_dict(state["teacher"])
-            notes1 = state["notes"]
-        else:
-            r1 = fit(net, step1, plan1, work_dir, seed=seed, config=cfg1,
-                     tracked={"teacher": teacher}, after_step=teacher.after_step(net),
-                     checkpoint_name="pt_phase1_ckpt.pt")
-            notes1 = r1.notes()
-            with atomic_path(done1, fsync=False) as tmp:
-                torch.save({"config": cfg1, "model": net.state_dict(),
-                            "teacher": teacher.state_dict(), "notes": notes1}, tmp)
+        r1 = fit_stage(done1, net, step1, plan1, work_dir, seed=seed,
+                       config={**config, "phase": 1}, tracked={"teacher": teacher},
+                       after_step=teacher.after_step(net), checkpoint_name="pt_phase1_ckpt.pt")
         r2 = fit(net, step2, plan2, work_dir, seed=seed + 1, config={**config, "phase": 2},
                  tracked={"teacher": teacher}, after_step=teacher.after_step(net),
                  checkpoint_name="pt_phase2_ckpt.pt")
+        done1.unlink(missing_ok=True)
         # the generator's product is the teacher (it makes the pseudo boxes)
         net.load_state_dict(teacher.model.state_dict())
-        return {**{f"phase1_{k}": v for k, v in notes1.items()},
+        return {**{f"phase1_{k}": v for k, v in r1.notes().items()},
                 **{f"phase2_{k}": v for k, v in r2.notes().items()},
                 "teacher_ema_updates": int(teacher.updates)}
 

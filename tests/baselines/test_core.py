@@ -160,3 +160,39 @@ def test_cpu_budget_counts_step_zero_and_is_deterministic(tiny: Path, tmp_path: 
                                        // r1.flops_per_step))
     assert r1.losses == r2.losses
     assert all(torch.equal(v, m2.state_dict()[k]) for k, v in m1.state_dict().items())
+
+
+def test_a_finished_first_stage_is_restored_not_trained_again(tmp_path: Path) -> None:
+    from baselines.teacher import ema_teacher
+    from baselines.train import fit_stage
+
+    plan = resolve_plan("smoke", {"smoke_iters": 3}, n_images=1)
+    x = torch.ones(2, 3)
+
+    def make(seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(3, 1)
+        return model, ema_teacher(model)
+
+    def step_of(model: torch.nn.Module):
+        return lambda _it: {"l2": (model(x) ** 2).sum()}
+
+    done = tmp_path / "stage1.pt"
+    model, teacher = make(0)
+    first = fit_stage(done, model, step_of(model), plan, tmp_path, seed=0, config={"stage": 1},
+                      tracked={"teacher": teacher}, after_step=teacher.after_step(model))
+    assert first.iterations == 3 and done.is_file()
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = {k: v.clone() for k, v in teacher.state_dict().items()}
+
+    def must_not_train(_it: int) -> dict:
+        raise AssertionError("a finished stage was trained again")
+
+    again, teacher2 = make(1)  # another initialisation: the saved state must replace it
+    second = fit_stage(done, again, must_not_train, plan, tmp_path, seed=0, config={"stage": 1},
+                       tracked={"teacher": teacher2})
+    assert second.iterations == first.iterations and second.losses == first.losses
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in trained.items())
+    assert all(torch.equal(teacher2.state_dict()[k], v) for k, v in ema.items())
+    with pytest.raises(AssertionError, match="trained again"):  # another config: trains
+        fit_stage(done, again, must_not_train, plan, tmp_path, seed=0, config={"stage": 2})
