@@ -82,7 +82,13 @@ class TorchvisionAdapter:
 
     def train(self, job: Job) -> dict[str, Any]:
         """Train (or resume, or reuse a finished model); return notes for the results file."""
-        from baselines.supervised import detector_spec, read_saved, save_model, train_detector
+        from baselines.supervised import (
+            detector_spec,
+            init_from,
+            read_saved,
+            save_model,
+            train_detector,
+        )
 
         agnostic = bool(job.options.get("class_agnostic", True))
         samples, counts = load_samples(job.train_json, job.data_dir, agnostic)
@@ -92,16 +98,17 @@ class TorchvisionAdapter:
         config = {"plan": plan.as_dict(), "model": spec.model, "num_classes": k,
                   "class_agnostic": agnostic, "seed": job.seed,
                   "train_sha": file_digest(job.train_json)}
-        # Transfer rows (adapters/transfer.py): start from a pre-trained model of this toolkit.
-        init = job_settings(job).get("init_checkpoint")
-        init_parts = str(job_settings(job).get("init_parts", "all"))
-        if init:
-            config["init"] = {"checkpoint_sha": file_digest(Path(init)), "parts": init_parts}
+        # Transfer rows and warm starts: start from a pre-trained model of this toolkit.
+        init = init_from(job_settings(job))
+        if init is not None:
+            config["init"] = init.config()
         notes: dict[str, Any] = {"weights": weights_note(plan), "model": spec.model,
                                  "backbone": f"{plan.backbone}-fpn{plan.fpn_channels}",
                                  "schedule": plan.label(), "plan": plan.as_dict(),
                                  "device": job.device, "train_file": str(job.train_json),
                                  **counts}
+        if init is not None:
+            notes["weights"] = init.note()
         if job.unlabeled_json is not None:
             notes["unlabeled"] = "not used (supervised baseline on the labeled part)"
         final = job.work_dir / FINAL
@@ -113,8 +120,7 @@ class TorchvisionAdapter:
             raise TinysetError(f"{job.train_json}: no images to train on")
         model, result = train_detector(samples, plan, spec, job.work_dir, seed=job.seed,
                                        device=job.device, config=config,
-                                       init_checkpoint=Path(init) if init else None,
-                                       init_parts=init_parts)
+                                       init=init)
         stats = result.notes()
         save_model(final, model, spec, config, stats)
         return {**notes, **stats}

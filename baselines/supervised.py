@@ -7,12 +7,13 @@ The plain baselines of Table I are exactly this; the label-efficient methods reu
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from baselines.data import Sample, read_tensor, training_batch
+from baselines.data import Sample, file_digest, read_tensor, training_batch
 from baselines.detectors import DetectorSpec, build_detector
 from baselines.schedules import TrainPlan
 from baselines.train import FitResult, fit
@@ -33,20 +34,18 @@ def detector_spec(plan: TrainPlan, model: str, num_classes: int, *, train: bool 
 
 def train_detector(samples: list[Sample], plan: TrainPlan, spec: DetectorSpec, work_dir: Path,
                    *, seed: int, device: str, config: Mapping[str, Any],
-                   init_checkpoint: Path | None = None, init_parts: str = "all",
-                   ) -> tuple[Any, FitResult]:
+                   init: InitFrom | None = None) -> tuple[Any, FitResult]:
     """Plain supervised training of ``spec`` on ``samples`` (resumable; see :func:`fit`).
 
-    ``init_checkpoint`` (a :func:`save_model` file) starts from a pre-trained model instead
-    (:func:`load_init`; transfer rows, ``adapters/transfer.py``); a resumed run continues from
-    its own checkpoint as usual.
+    ``init`` (a :func:`save_model` file) starts from a pre-trained model instead
+    (:func:`load_init`); a resumed run continues from its own checkpoint as usual.
     """
     import torch
 
     torch.manual_seed(seed)
     model = build_detector(spec).to(device)
-    if init_checkpoint is not None:
-        load_init(model, init_checkpoint, init_parts)
+    if init is not None:
+        load_init(model, init.checkpoint, init.parts)
 
     def step(it: int) -> Mapping[str, Any]:
         images, targets = training_batch(samples, it, batch_size=plan.batch_size,
@@ -68,6 +67,30 @@ def save_model(path: Path, model: Any, spec: DetectorSpec, config: Mapping[str, 
     with atomic_path(path, fsync=False) as tmp:
         torch.save({"config": dict(config), "spec": dataclasses.asdict(spec),
                     "model": model.state_dict(), "train_stats": dict(stats)}, tmp)
+
+
+@dataclass(frozen=True)
+class InitFrom:
+    """A pre-trained model of this toolkit a run starts from (options ``init_checkpoint`` and
+    ``init_parts``): transfer rows (``adapters/transfer.py``) and warm-started label-efficient
+    comparisons (``benchmarks/label_efficient.py --warm-start``)."""
+
+    checkpoint: Path
+    parts: str = "all"
+
+    def config(self) -> dict[str, str]:
+        """What of it decides the result (part of the run's config: reuse and resume)."""
+        return {"checkpoint_sha": file_digest(self.checkpoint), "parts": self.parts}
+
+    def note(self) -> str:
+        """The results file's ``weights`` note."""
+        return f"{self.parts} from {self.checkpoint}"
+
+
+def init_from(settings: Mapping[str, Any]) -> InitFrom | None:
+    """The run's :class:`InitFrom`, or None when it starts from the plan's initialisation."""
+    path = settings.get("init_checkpoint")
+    return InitFrom(Path(path), str(settings.get("init_parts", "all"))) if path else None
 
 
 def load_init(model: Any, path: Path, parts: str = "all") -> int:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from baselines.data import Sample, batch_indices, crop_boxes, crop_window, file_digest, load_samples
+from baselines.supervised import init_from
 from tinyset_builder.errors import TinysetError
 
 
@@ -306,6 +307,9 @@ def run_config(ctx: Any, method: str, cfg: Any, data: MethodData) -> dict[str, A
            "class_agnostic": data.class_agnostic, "train_sha": file_digest(ctx.train_json)}
     if data.unlabeled:
         out["unlabeled_sha"] = file_digest(ctx.unlabeled_json)
+    init = init_from(ctx.settings)
+    if init is not None:
+        out["init"] = init.config()
     return out
 
 
@@ -313,7 +317,9 @@ def base_notes(ctx: Any, cfg: Any, data: MethodData, model: str) -> dict[str, An
     """Notes every method writes: what ran, from what, under which schedule."""
     from adapters.torchvision_adapter import weights_note
 
-    return {"model": model, "weights": weights_note(ctx.plan), "schedule": ctx.plan.label(),
+    init = init_from(ctx.settings)
+    return {"model": model, "weights": init.note() if init else weights_note(ctx.plan),
+            "schedule": ctx.plan.label(),
             "plan": ctx.plan.as_dict(), "device": ctx.device, "train_file": str(ctx.train_json),
             "method_config": dataclasses.asdict(cfg), **data.counts}
 
@@ -341,15 +347,20 @@ def begin_run(ctx: Any, method: str, cfg: Any, model: str, *, unlabeled: bool = 
 
 
 def seeded_detector(ctx: Any, model: str, num_classes: int) -> tuple[Any, Any]:
-    """``(spec, detector)`` of the run's plan on its device, initialised from the run's seed."""
+    """``(spec, detector)`` of the run's plan on its device, initialised from the run's seed, or
+    from the run's ``init_checkpoint`` (a warm start: :class:`baselines.supervised.InitFrom`)."""
     import torch
 
     from baselines.detectors import build_detector
-    from baselines.supervised import detector_spec
+    from baselines.supervised import detector_spec, load_init
 
     torch.manual_seed(ctx.seed)
     spec = detector_spec(ctx.plan, model, num_classes)
-    return spec, build_detector(spec).to(ctx.device)
+    detector = build_detector(spec).to(ctx.device)
+    init = init_from(ctx.settings)
+    if init is not None:
+        load_init(detector, init.checkpoint, init.parts)
+    return spec, detector
 
 
 def finish(ctx: Any, model: Any, spec: Any, config: Mapping[str, Any],

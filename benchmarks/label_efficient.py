@@ -233,13 +233,66 @@ def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: 
 
 
 # ------------------------------------------------------------------------------- running
+def row_detector(m: Any) -> str | None:
+    """The detector a row trains: a plain baseline's ``model``, a native method's ``DETECTOR``
+    (None for methods without one, e.g. the point generators)."""
+    if m.adapter != "native":
+        return str(m.options.get("model", "faster_rcnn"))
+    from importlib import import_module
+
+    from baselines.methods import METHODS
+
+    return getattr(import_module(METHODS[m.options["method"]]), "DETECTOR", None)
+
+
+def burn_in(pairing: Pairing, rows: Sequence[Any], data: Path, runs: Path, *,
+            seeds: Sequence[int], minutes: float, extra: dict[str, Any],
+            devices: Sequence[str]) -> dict[tuple[str, int], Path]:
+    """The warm start of a pairing: for each detector its rows train, the first plain baseline
+    of that detector trained ``minutes`` CPU-minutes on the pairing's labels (stored under
+    ``runs/burn-in-<minutes>``); returns ``(detector, seed) -> model file``."""
+    from baselines.supervised import FINAL
+    from benchmark.results import ResultsStore
+    from benchmark.runner import plan, run_benchmark
+
+    wanted = {row_detector(m) for m in rows}
+    if None in wanted:
+        raise SystemExit("--warm-start: a row has no detector to warm-start "
+                         f"({', '.join(m.id for m in rows if row_detector(m) is None)})")
+    first = {}
+    for b in pairing.baselines:
+        first.setdefault(row_detector(b), b)
+    missing = wanted - set(first)
+    if missing:
+        raise SystemExit(f"--warm-start: no plain baseline trains {', '.join(sorted(missing))}")
+    store_dir = runs / f"burn-in-{minutes:g}"
+    specs = plan([first[d] for d in sorted(wanted)], data, store_dir, seeds=seeds, schedule="cpu",
+                 extra={"minutes": minutes, **extra})
+    run_benchmark(specs, devices=devices)
+    out = {}
+    detector_of = {m.id: d for d, m in first.items()}
+    store = ResultsStore(store_dir)
+    for s in specs:
+        rec = store.load(s.key) or {}
+        if rec.get("status") != "ok":
+            raise SystemExit(f"--warm-start: burn-in run {s.key} is {rec.get('status')}")
+        out[(detector_of[s.method["id"]], s.seed)] = (
+            Path(rec["config"]["job"]["work_dir"]) / FINAL)
+    return out
+
+
 def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | None,
                seeds: Sequence[int], minutes: float, extra: dict[str, Any],
                only: Sequence[str] | None = None, devices: Sequence[str] = ("cpu",),
-               ) -> list[dict[str, Any]]:
+               warm_start: float | None = None) -> list[dict[str, Any]]:
     """Run (or reuse) every baseline and method run of a family; return one row per
     (setting, row id) with AP50 per seed. ``devices`` as ``tinyset benchmark --device``
-    (``cpu,cpu`` runs two at once, one torch thread each)."""
+    (``cpu,cpu`` runs two at once, one torch thread each).
+
+    ``warm_start``: every row (baselines included) starts from the same labelled-only model of
+    its detector, trained that many CPU-minutes (:func:`burn_in`), then spends ``minutes``
+    more; the budgets stay equal and the methods' teachers start from a detector that detects.
+    """
     from benchmark.manifest import load_methods
     from benchmark.results import ResultsStore
     from benchmark.runner import plan, run_benchmark
@@ -249,8 +302,16 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
     for pairing in FAMILIES[name](manifest, settings):
         rows = [m for m in (*pairing.baselines, *pairing.methods)
                 if not only or m.id in only or m.options.get("method") in only]
-        specs = plan(rows, data, runs, seeds=seeds, schedule="cpu",
-                     extra={"minutes": minutes, **extra})
+        if warm_start:
+            ckpt = burn_in(pairing, rows, data, runs, seeds=seeds, minutes=warm_start,
+                           extra=extra, devices=devices)
+            specs = [spec for m in rows for seed in seeds for spec in plan(
+                [m], data, runs, seeds=[seed], schedule="cpu",
+                extra={"minutes": minutes, **extra,
+                       "init_checkpoint": str(ckpt[(row_detector(m), seed)])})]
+        else:
+            specs = plan(rows, data, runs, seeds=seeds, schedule="cpu",
+                         extra={"minutes": minutes, **extra})
         run_benchmark(specs, devices=devices)
         store = ResultsStore(runs)
         for m in rows:
@@ -358,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=2.0, help="cpu budget per run")
     p.add_argument("--only", help="comma list of row ids or method names to run")
     p.add_argument("--extra", default="{}", help="JSON plan/method overrides for every run")
+    p.add_argument("--warm-start", type=float, metavar="MINUTES",
+                   help="start every row from the same labelled-only model of its detector "
+                        "trained MINUTES CPU-minutes (stored under RUNS/burn-in-MINUTES)")
     p.add_argument("--devices", default="cpu",
                    help="comma list as tinyset benchmark --device (cpu,cpu: two runs at once)")
     p.add_argument("--runs", type=Path, required=True)
@@ -387,12 +451,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                       else None, seeds=[int(s) for s in a.seeds.split(",")],
                       minutes=a.minutes, extra=extra,
                       only=a.only.split(",") if a.only else None,
-                      devices=a.devices.split(","))
+                      devices=a.devices.split(","), warm_start=a.warm_start)
     a.out.mkdir(parents=True, exist_ok=True)
     md = TABLES.get(a.family, table)(rows)
     (a.out / f"{a.family}.md").write_text(md + "\n")
     (a.out / f"{a.family}.json").write_text(json.dumps(
         {"family": a.family, "data": str(data), "minutes": a.minutes, "extra": extra,
+         "warm_start": a.warm_start,
          "seeds": a.seeds, "rows": rows}, indent=1))
     plot(rows, a.out / f"{a.family}.png")
     print(md)

@@ -37,6 +37,10 @@ import numpy as np
 from baselines.methods import MethodContext, Prediction, predict_saved
 
 
+#: The detector the method trains (a warm start loads a model of this kind).
+DETECTOR = "retinanet"
+
+
 @dataclass(frozen=True)
 class Config:
     """Calibrated Teacher's defaults (``cali_04_07*.py``; see the docs for the two changed)."""
@@ -222,10 +226,10 @@ def train(ctx: MethodContext) -> dict[str, Any]:
     from baselines.train import fit, fit_stage
 
     cfg = ctx.config(Config)
-    data, config, notes, done = begin_run(ctx, "calibrated_teacher", cfg, "retinanet")
+    data, config, notes, done = begin_run(ctx, "calibrated_teacher", cfg, DETECTOR)
     if done is not None:
         return {**notes, **done}
-    spec, student = seeded_detector(ctx, "retinanet", data.num_classes)
+    spec, student = seeded_detector(ctx, DETECTOR, data.num_classes)
     ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx.plan, cfg.ema_reference_iters))
     calib = _calibrator_class()()
     stats = dict.fromkeys(("candidates", "mined", "images"), 0.0)

@@ -26,6 +26,10 @@ from typing import Any
 from baselines.methods import MethodContext, Prediction, predict_saved
 
 
+#: The detector the method trains (a warm start loads a model of this kind).
+DETECTOR = "retinanet"
+
+
 @dataclass(frozen=True)
 class Config:
     """Co-mining's defaults (the authors' RetinaNet configs)."""
@@ -74,10 +78,10 @@ def train(ctx: MethodContext) -> dict[str, Any]:
     from baselines.train import fit
 
     cfg = ctx.config(Config)
-    data, config, notes, done = begin_run(ctx, "co_mining", cfg, "retinanet")
+    data, config, notes, done = begin_run(ctx, "co_mining", cfg, DETECTOR)
     if done is not None:
         return {**notes, **done}
-    spec, model = seeded_detector(ctx, "retinanet", data.num_classes)
+    spec, model = seeded_detector(ctx, DETECTOR, data.num_classes)
     stats = {"mined": 0.0, "images": 0.0, "dropped_as_annotated": 0.0}
     plan = ctx.plan
 

@@ -36,6 +36,10 @@ from typing import Any
 from baselines.methods import MethodContext, Prediction, predict_saved
 
 
+#: The detector the method trains (a warm start loads a model of this kind).
+DETECTOR = "faster_rcnn"
+
+
 @dataclass(frozen=True)
 class Config:
     """PseCo's defaults (``semi_wrapper.train_cfg`` of the authors' 180k config)."""

@@ -192,3 +192,18 @@ def test_bag_ceiling_is_the_best_bag_iou(tmp_path: Path) -> None:
     p2b = next(line for line in md.splitlines() if line.startswith("| P2BNet"))
     # a 4×4 object matches a proposal exactly; a 2×2 one is at best 4/16 of the 4×4 proposal
     assert "| 2 | 0.625 / 0.625 / — / — / — | 1.000 | 0.500 | 4.0–4.0 |" in p2b
+
+
+def test_warm_starts_pair_each_row_with_a_baseline_of_its_detector() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import label_efficient as le
+
+    manifest = list(load_methods().methods)
+    (shot,) = le.FAMILIES["sparse"](manifest, ["shot-3"])
+    got = {m.id: le.row_detector(m) for m in (*shot.baselines, *shot.methods)}
+    assert got == {"27": "faster_rcnn", "retinanet-shot-3": "retinanet", "28": "retinanet",
+                   "29": "retinanet"}
+    (semi,) = le.FAMILIES["semi"](manifest, ["semi-1"])
+    assert {le.row_detector(m) for m in (*semi.baselines, *semi.methods)} == {"faster_rcnn"}
+    (weak,) = le.FAMILIES["weak"](manifest, None)
+    assert le.row_detector(next(m for m in weak.methods if m.id == "33")) is None

@@ -155,3 +155,35 @@ def test_unlabelled_images_carry_no_boxes(tmp_path: Path) -> None:
     assert len(data.unlabeled) == 3 and all(len(s.boxes) == 0 for s in data.unlabeled)
     assert data.num_classes == 1 and data.counts["unlabeled_images"] == 3
     assert sum(len(s.boxes) for s in data.labeled) == data.counts["boxes"] > 0
+
+
+def test_a_warm_start_loads_the_checkpoint_and_enters_the_run_config(tmp_path: Path) -> None:
+    from baselines.methods import MethodContext
+    from baselines.methods.soft_teacher import Config
+    from baselines.schedules import resolve_plan
+    from baselines.supervised import save_model
+    from baselines.teacher import base_notes, run_config, seeded_detector
+
+    root = write_tiny_dataset(tmp_path / "tiny", counts={"train": 2, "val": 1, "test": 1})
+    train = root / "annotations" / "train.json"
+
+    def ctx(seed: int, **settings: object) -> MethodContext:
+        return MethodContext(train_json=train, unlabeled_json=None, eval_json=train,
+                             data_dir=root, work_dir=tmp_path / "w",
+                             plan=resolve_plan("cpu", {"minutes": 1}, n_images=2),
+                             settings=settings, seed=seed, device="cpu")
+
+    spec, source = seeded_detector(ctx(0), "retinanet", 1)
+    save_model(tmp_path / "model.pt", source, spec, {}, {})
+    warm = ctx(1, init_checkpoint=str(tmp_path / "model.pt"))
+    _, student = seeded_detector(warm, "retinanet", 1)
+    _, cold = seeded_detector(ctx(1), "retinanet", 1)
+    want = source.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in student.state_dict().items())
+    assert not all(torch.equal(v, want[k]) for k, v in cold.state_dict().items())
+
+    data = load_data(warm, unlabeled=False)
+    config = run_config(warm, "x", Config(), data)
+    assert config["init"]["parts"] == "all" and len(config["init"]["checkpoint_sha"]) >= 16
+    assert "init" not in run_config(ctx(1), "x", Config(), data)  # cold runs never reuse warm
+    assert base_notes(warm, Config(), data, "retinanet")["weights"].endswith("model.pt")
