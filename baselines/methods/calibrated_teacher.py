@@ -36,7 +36,6 @@ import numpy as np
 
 from baselines.methods import MethodContext, Prediction, predict_saved
 
-
 #: The detector the method trains (a warm start loads a model of this kind).
 DETECTOR = "retinanet"
 

@@ -25,7 +25,6 @@ from typing import Any
 
 from baselines.methods import MethodContext, Prediction, predict_saved
 
-
 #: The detector the method trains (a warm start loads a model of this kind).
 DETECTOR = "retinanet"
 

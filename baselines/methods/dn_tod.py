@@ -44,6 +44,9 @@ import numpy as np
 from baselines.methods import MethodContext, Prediction
 from baselines.methods.rfla import predict_variant, rfla_settings, train_variant
 
+#: The detector the method trains (a warm start loads a model of this kind).
+DETECTOR = "fcos"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -423,7 +426,7 @@ def _relabel(targets: list[Any], matched: list[Any], flat_points: Any, new_class
 def train(ctx: MethodContext) -> dict[str, Any]:
     """Train DN-TOD (FCOS + RFLA + TLS + RBR [+ CLC])."""
     cfg = ctx.config(Config)
-    return train_variant(ctx, method="dn_tod", model_name="fcos",
+    return train_variant(ctx, method="dn_tod", model_name=DETECTOR,
                          variant={"rfla": rfla_settings(cfg)},
                          class_agnostic=bool(cfg.class_agnostic),
                          make_step=make_step(cfg, ctx.plan, ctx.seed, ctx.device),

@@ -26,12 +26,15 @@ import numpy as np
 from baselines.methods import MethodContext, Prediction
 from tinyset_builder.errors import TinysetError
 
+#: The detector the method trains (a warm start loads a model of this kind).
+DETECTOR = "faster_rcnn"
+
 
 @dataclass(frozen=True)
 class Config:
     """RFLA's defaults (``HieAssigner(topk=[3, 1], ratio=0.9)``, ``RFGenerator(fraction=0.5)``)."""
 
-    model: str = "faster_rcnn"
+    model: str = DETECTOR  # row 6; FCOS with options.model = "fcos"
     topk: tuple[int, int] = (3, 1)
     ratio: float = 0.9
     fraction: float = 0.5
@@ -88,8 +91,16 @@ def train_variant(ctx: MethodContext, *, method: str, model_name: str,
     """
     import torch
 
+    from adapters.torchvision_adapter import weights_note
     from baselines.data import file_digest, load_samples, training_batch
-    from baselines.supervised import FINAL, detector_spec, read_saved, save_model
+    from baselines.supervised import (
+        FINAL,
+        detector_spec,
+        init_from,
+        load_init,
+        read_saved,
+        save_model,
+    )
     from baselines.train import fit
 
     samples, counts = load_samples(ctx.train_json, ctx.data_dir, class_agnostic)
@@ -99,10 +110,12 @@ def train_variant(ctx: MethodContext, *, method: str, model_name: str,
     config = {"method": method, "plan": plan.as_dict(), "model": model_name, "num_classes": k,
               "class_agnostic": class_agnostic, "variant": dict(variant), "seed": ctx.seed,
               "train_sha": file_digest(ctx.train_json), **dict(extra_config or {})}
+    init = init_from(ctx.settings)  # a warm start from a plain detector of the same spec
+    if init is not None:
+        config["init"] = init.config()
     base = {"method": method, "model": model_name, "variant": dict(variant),
             "schedule": plan.label(), "plan": plan.as_dict(), "device": ctx.device,
-            "weights": (f"ImageNet {plan.backbone} from {plan.backbone_weights}"
-                        if plan.backbone_weights else f"random init {plan.backbone}"),
+            "weights": init.note() if init else weights_note(plan),
             "train_file": str(ctx.train_json), **counts, **dict(notes or {})}
     final = ctx.work_dir / FINAL
     if final.is_file():
@@ -113,6 +126,8 @@ def train_variant(ctx: MethodContext, *, method: str, model_name: str,
         raise TinysetError(f"{ctx.train_json}: no images to train on")
     torch.manual_seed(ctx.seed)
     model = build_variant(spec, variant).to(ctx.device)
+    if init is not None:  # the variant keeps the plain detector's state-dict keys
+        load_init(model, init.checkpoint, init.parts)
     if make_step is None:
         def step(it: int) -> Mapping[str, Any]:
             images, targets = training_batch(samples, it, batch_size=plan.batch_size,

@@ -44,6 +44,9 @@ import numpy as np
 from baselines.methods import MethodContext, Prediction
 from baselines.methods.rfla import predict_variant, train_variant
 
+#: The detector the method trains (a warm start loads a model of this kind).
+DETECTOR = "faster_rcnn"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -341,7 +344,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
     cfg = ctx.config(Config)
     shake = default_shake(ctx, cfg)
     variant = {"rfla": rfla_settings(RFLAConfig())} if cfg.rfla_rpn else {}
-    return train_variant(ctx, method="ssd_det", model_name="faster_rcnn", variant=variant,
+    return train_variant(ctx, method="ssd_det", model_name=DETECTOR, variant=variant,
                          class_agnostic=bool(cfg.class_agnostic),
                          make_step=make_step(cfg, shake, ctx.plan, ctx.seed, ctx.device),
                          extra_config={"ssd_det": asdict(cfg), "shake": shake},

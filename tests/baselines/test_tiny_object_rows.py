@@ -46,3 +46,24 @@ def test_dn_tod_runs_under_the_cpu_schedule(tmp_path: Path) -> None:
     rec = run_benchmark(plan([row], data, tmp_path / "runs", schedule="cpu", extra=extra))[0]
     assert rec["status"] == "ok" and rec["schedule"] == "cpu 0.002 min"
     assert rec["notes"]["iterations"] >= 1 and rec["notes"]["gflops_per_step"] > 0
+
+
+def test_a_warm_started_variant_starts_from_the_plain_detector(tmp_path: Path) -> None:
+    import torch
+
+    from baselines.supervised import read_saved
+
+    data = write_tiny_dataset(tmp_path / "tiny", counts={"train": 2, "val": 1, "test": 1})
+    fcos = load_methods().get("11")  # plain FCOS on the same noise-40 labels as DN-TOD's row
+    (base,) = run_benchmark(plan([fcos], data, tmp_path / "runs", schedule="smoke", extra=LIGHT))
+    ckpt = Path(base["config"]["job"]["work_dir"]) / "model.pt"
+    # lr 0: the warm-started DN-TOD's parameters must stay those of the plain FCOS
+    extra = {**LIGHT, "init_checkpoint": str(ckpt), "smoke_lr": 0.0}
+    (rec,) = run_benchmark(plan([load_methods().get("13")], data, tmp_path / "runs",
+                                schedule="smoke", extra=extra))
+    assert rec["status"] == "ok" and rec["notes"]["weights"] == f"all from {ckpt}"
+    saved = read_saved(Path(rec["config"]["job"]["work_dir"]) / "model.pt")
+    assert saved["config"]["init"]["parts"] == "all"
+    want = read_saved(ckpt)["model"]
+    params = [k for k, v in saved["model"].items() if v.is_floating_point() and "running" not in k]
+    assert params and all(torch.equal(saved["model"][k], want[k]) for k in params)
