@@ -10,13 +10,19 @@ refinement, EMA teacher, ``update_teacher_model`` with decay 0.999), config
 ``burn_in_step``; the ``DN_DIoULoss`` noise-aware box losses). Our own implementation; the EMA
 teacher is the shared engine :mod:`baselines.teacher`.
 
-The generator is a dense stride-4 head (class, centre offset, ``log w``, ``log h``) and an RoI
-MIL head on a ResNet-FPN student, with an EMA teacher (``tracked`` by :func:`baselines.train.fit`):
+The generator is a dense stride-4 head (class and FCOS's four distances from the cell centre to
+the box sides, as ``log`` strides) and an RoI MIL head on a ResNet-FPN student, with an EMA teacher
+(``tracked`` by :func:`baselines.train.fit`). As in the authors' ``TopkAssigner`` (``topk = 3``,
+point L1 cost), a box is trained at, and read from, the **3 cells nearest** its centre / the
+point; the coarse box is the class-score-weighted mean of the three. The box channels start at
+the mask prior's central size (:func:`size_prior_bias`: a 16-px square for 4–64 px masks), not
+at ``exp(0)`` = one stride:
 
 1. **Spatial-aware box generation** (first ``phase1_share`` of the generator budget): random
    rectangular regions of the crop are **masked** (filled with a random flat colour and noise,
    sizes log-uniform in ``mask_sizes``, never covering a point); the box head regresses each masked
-   region's box from its centre — boxes whose extent is known — while the class head learns the
+   region's box (DIoU loss, the authors' ``DIoULoss``) from the cells nearest its centre — boxes
+   whose extent is known — while the class head learns the
    annotated points (positives at their cells, masked regions ignored, the rest negative). The
    teacher then turns every point into a coarse pseudo box.
 2. **Noise-aware label evolution**: around the *teacher's current* coarse box of each point a bag
@@ -30,7 +36,11 @@ MIL head on a ResNet-FPN student, with an EMA teacher (``tracked`` by :func:`bas
 
 Deviations (docs/baselines.md): a final Faster R-CNN on the teacher's pseudo boxes instead of the
 authors' end-to-end FCOS student (so every point row is "generator → detector" at one budget);
-masked regions are flat rectangles (the authors paint pattern shapes); one stride-4 dense level
+masked regions are flat axis-aligned rectangles with sides log-uniform in 4–64 px (the authors
+fill rotated rectangles of a per-dataset shape list, sides ≈ 5–300 px, with white); the box
+channels initialised at the mask prior's central size (the authors' ReLU distances start near 0
+on an ImageNet backbone trained ~67k iterations; at a CPU budget of ~40 steps the initial size
+*is* the answer — measured in docs/baselines.md); one stride-4 dense level
 (the authors' PSAGG top-down FPN aggregation feeds one level too); the jittering-IoU loss as
 described above, not the authors' exact DN-DIoU weighting.
 """
@@ -57,6 +67,7 @@ class Config:
     masks_per_image: int = 8
     mask_sizes: tuple[float, float] = (4.0, 64.0)
     ema_momentum: float = 0.999
+    cells: int = 3
     bag_ratios: tuple[float, ...] = (1.0, 1.2, 1.3, 0.8, 0.7)
     bag_shakes: tuple[float, ...] = (0.1,)
     top_k: int = 7
@@ -103,37 +114,70 @@ def paint_masks(image: Any, boxes: np.ndarray, rng: np.random.Generator) -> Any:
     return image
 
 
-def decode_at(out: Any, points: np.ndarray) -> Any:
-    """Boxes (xyxy, input pixels) the dense head predicts at each point's cell (differentiable)."""
+def nearest_cells(xy: np.ndarray, k: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns ``(N, k)`` of the ``k`` stride-4 cells whose centres are nearest (L1) to
+    each point ``xy`` (input pixels) — the authors' ``TopkAssigner`` with its point L1 cost
+    (``topk = 3``); ties go to the lower row, then the lower column. Cells stay in the grid."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    c0 = np.clip(np.floor(xy[:, 0] / STRIDE).astype(int), 0, w - 1)
+    r0 = np.clip(np.floor(xy[:, 1] / STRIDE).astype(int), 0, h - 1)
+    d = np.arange(-2, 3)
+    rr = np.clip(r0[:, None, None] + d[None, :, None], 0, h - 1)
+    cc = np.clip(c0[:, None, None] + d[None, None, :], 0, w - 1)
+    rr, cc = np.broadcast_arrays(rr, cc)
+    rr, cc = rr.reshape(len(xy), -1), cc.reshape(len(xy), -1)
+    key = rr * w + cc
+    cost = (np.abs((cc + 0.5) * STRIDE - xy[:, :1]) + np.abs((rr + 0.5) * STRIDE - xy[:, 1:])
+            + 1e-6 * key)  # tie-break: row-major order
+    # at the border the clipped window repeats cells: keep each cell once
+    cost[np.tril(key[:, :, None] == key[:, None, :], -1).any(-1)] = np.inf
+    order = np.argsort(cost, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(rr, order, 1), np.take_along_axis(cc, order, 1)
+
+
+def decode_cells(out: Any, rows: np.ndarray, cols: np.ndarray) -> Any:
+    """Boxes (xyxy, input pixels) decoded at cells ``(rows, cols)`` of a dense output whose
+    channels 1–4 are ``log`` of the distances (in strides) from the cell centre to the box's left,
+    top, right and bottom sides — FCOS's encoding, so a box always contains its cell's centre."""
+    import torch
+
+    rt, ct = torch.from_numpy(np.asarray(rows).reshape(-1)), torch.from_numpy(
+        np.asarray(cols).reshape(-1))
+    v = out[0, 1:5, rt, ct].T
+    d = torch.exp(v.clamp(-4, 5)) * STRIDE
+    cx, cy = (ct.to(v) + 0.5) * STRIDE, (rt.to(v) + 0.5) * STRIDE
+    return torch.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], 1)
+
+
+def decode_at(out: Any, points: np.ndarray, k: int = 1) -> Any:
+    """Boxes (xyxy, input pixels) the dense head predicts for each point (differentiable): the
+    boxes decoded at the point's ``k`` nearest cells, averaged with their class scores as
+    weights (the authors' coarse box: the score-weighted mean of its top-k locations)."""
     import torch
 
     h, w = out.shape[-2:]
-    c = torch.from_numpy(np.clip((points[:, 0] // STRIDE).astype(int), 0, w - 1))
-    r = torch.from_numpy(np.clip((points[:, 1] // STRIDE).astype(int), 0, h - 1))
-    v = out[0, :, r, c].T  # (N, 5)
-    cx = (c.to(v) + 0.5) * STRIDE + v[:, 1] * STRIDE
-    cy = (r.to(v) + 0.5) * STRIDE + v[:, 2] * STRIDE
-    wh = torch.exp(v[:, 3:5].clamp(-4, 5)) * STRIDE
-    return torch.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, cx + wh[:, 0] / 2,
-                        cy + wh[:, 1] / 2], 1)
+    r, c = nearest_cells(points, k, h, w)
+    boxes = decode_cells(out, r, c).view(len(r), k, 4)
+    if k == 1:
+        return boxes[:, 0]
+    weight = torch.sigmoid(out[0, 0, torch.from_numpy(r.reshape(-1)),
+                               torch.from_numpy(c.reshape(-1))].detach()).view(len(r), k, 1)
+    return (boxes * weight).sum(1) / weight.sum(1).clamp_min(1e-12)
 
 
-def box_targets_loss(out: Any, boxes: np.ndarray) -> Any:
-    """L1 on the (offset, log-size) encoding of ``boxes`` at their centre cells."""
+def box_targets_loss(out: Any, boxes: np.ndarray, k: int = 1) -> Any:
+    """DIoU loss (the authors' phase-1 ``DIoULoss``) of the boxes decoded at the ``k`` cells
+    nearest each box's centre against the box, summed over boxes, averaged over the cells."""
     import torch
-    import torch.nn.functional as F
+    from torchvision.ops import distance_box_iou_loss
 
     if not len(boxes):
         return out.sum() * 0.0
     h, w = out.shape[-2:]
-    ctr = (boxes[:, :2] + boxes[:, 2:]) / 2
-    c = np.clip((ctr[:, 0] // STRIDE).astype(int), 0, w - 1)
-    r = np.clip((ctr[:, 1] // STRIDE).astype(int), 0, h - 1)
-    t = np.stack([ctr[:, 0] / STRIDE - (c + 0.5), ctr[:, 1] / STRIDE - (r + 0.5),
-                  np.log(np.maximum(boxes[:, 2] - boxes[:, 0], 1.0) / STRIDE),
-                  np.log(np.maximum(boxes[:, 3] - boxes[:, 1], 1.0) / STRIDE)], 1)
-    pred = out[0, 1:5, torch.from_numpy(r), torch.from_numpy(c)].T
-    return F.l1_loss(pred, torch.from_numpy(t.astype(np.float32)).to(pred), reduction="sum")
+    r, c = nearest_cells((boxes[:, :2] + boxes[:, 2:]) / 2, k, h, w)
+    pred = decode_cells(out, r, c)
+    target = torch.from_numpy(np.repeat(np.asarray(boxes, np.float32), k, axis=0)).to(pred)
+    return distance_box_iou_loss(pred, target, reduction="sum") / k
 
 
 def class_loss(out: Any, points: np.ndarray, ignore: np.ndarray) -> tuple[Any, int]:
@@ -203,7 +247,7 @@ def teacher_pseudo(net: Any, image: Any, points: np.ndarray, cfg: Config, size: 
     """Coarse (dense head at the points) and refined (MIL) pseudo boxes of one image."""
     feats = net.features(image)
     out = net.dense_forward(feats)[0]
-    coarse = decode_at(out, points).detach().cpu().numpy()
+    coarse = decode_at(out, points, cfg.cells).detach().cpu().numpy()
     coarse = np.clip(coarse, 0, size)
     _, refined = refine(net, feats, coarse, cfg, size)
     return coarse, refined
@@ -216,7 +260,6 @@ def train(ctx: MethodContext) -> dict[str, Any]:
 
     from baselines.data import step_rng
     from baselines.point_nets import (
-        build_point_net,
         mil_bag_loss,
         negative_loss,
         point_batch,
@@ -230,6 +273,8 @@ def train(ctx: MethodContext) -> dict[str, Any]:
 
     def train_generator(net: Any, samples: Any, plan: Any, seed: int, nn_all: Any, device: str,
                         work_dir: Path, config: Mapping[str, Any]) -> dict[str, Any]:
+        # the authors' momentum as it is (no cap scaling): at a short budget the teacher is the
+        # running mean of every student since the prior-initialised start (docs/baselines.md)
         teacher = ema_teacher(net, cfg.ema_momentum)
         plan1, plan2 = split_plan(plan, cfg.phase1_share)
 
@@ -250,7 +295,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
                 lc, k = class_loss(out[b:b + 1], pts, m)
                 cls.append(lc)
                 npos += k
-                box.append(box_targets_loss(out[b:b + 1], m))
+                box.append(box_targets_loss(out[b:b + 1], m, cfg.cells))
                 nbox += len(m)
             return {"loss_cls": sum(cls) / max(1, npos), "loss_mask_box": sum(box) / max(1, nbox)}
 
@@ -273,7 +318,8 @@ def train(ctx: MethodContext) -> dict[str, Any]:
                 if len(pts) > cfg.max_points:
                     pts = pts[np.sort(rng.choice(len(pts), cfg.max_points, replace=False))]
                 with torch.no_grad():
-                    coarse = np.clip(decode_at(t_out[b:b + 1], pts).cpu().numpy(), 0, size)
+                    coarse = np.clip(decode_at(t_out[b:b + 1], pts, cfg.cells).cpu().numpy(),
+                                     0, size)
                     bags, refined = refine(teacher.model, sub(b, t_feats), coarse, cfg, size)
                 n, m = bags.shape[:2]
                 s_mil = net.mil_forward(0, sub(b, feats), [torch.from_numpy(
@@ -283,7 +329,8 @@ def train(ctx: MethodContext) -> dict[str, Any]:
                 mil.append(negative_loss(net.mil_forward(0, sub(b, feats), [torch.from_numpy(
                     neg).to(device)], size)["cls"]))
                 targets = torch.from_numpy(jitter_boxes(refined, cfg.jitter, cfg.jitters, rng))
-                jit.append(jittering_iou_loss(decode_at(out[b:b + 1], pts), targets.to(device)))
+                jit.append(jittering_iou_loss(decode_at(out[b:b + 1], pts, cfg.cells),
+                                              targets.to(device)))
                 nbox += len(pts)
             zero = sum(p.sum() * 0.0 for p in net.parameters())
             return {"loss_cls": sum(cls) / max(1, npos), "loss_mil": sum(mil) if mil else zero,
@@ -310,9 +357,28 @@ def train(ctx: MethodContext) -> dict[str, Any]:
         return refined, None
 
     return run_two_phase(ctx, method="point_teacher", config=cfg,
-                         build=lambda plan: build_point_net(plan, mil_heads=1, dense_levels=1,
-                                                            dense_outputs=5),
+                         build=lambda plan: build_generator(plan, cfg),
                          train_generator=train_generator, pseudo=pseudo, detector="faster_rcnn")
+
+
+def size_prior_bias(mask_sizes: tuple[float, float]) -> float:
+    """The box channels' initial bias: ``log`` of half the mask prior's central side (the
+    geometric mean of its log-uniform range) in strides, so that before any training every
+    cell predicts a square of that side — the size prior, not 1 stride (``exp(0)``)."""
+    return float(np.log(np.sqrt(mask_sizes[0] * mask_sizes[1]) / 2 / STRIDE))
+
+
+def build_generator(plan: Any, cfg: Config) -> Any:
+    """The generator: ResNet-FPN, one stride-4 dense head (class + 4 log-distances), one MIL
+    head; the box channels start at the mask prior's central size (:func:`size_prior_bias`)."""
+    import torch
+
+    from baselines.point_nets import build_point_net
+
+    net = build_point_net(plan, mil_heads=1, dense_levels=1, dense_outputs=5)
+    with torch.no_grad():
+        net.dense[0][-1].bias[1:5] = size_prior_bias(cfg.mask_sizes)
+    return net
 
 
 def predict(ctx: MethodContext) -> list[Prediction]:

@@ -90,16 +90,18 @@ def test_point_teacher_masks_avoid_points_and_regress_their_boxes() -> None:
     assert changed[:, 0].min() >= np.floor(y0) and changed[:, 0].max() < np.ceil(y1)
     inside = painted[:, int(np.ceil(y0)):int(y1), int(np.ceil(x0)):int(x1)]
     assert inside.std(dim=(1, 2)).max() < 0.1  # a flat colour with a little noise
-    # the encoding by hand: centre (20, 18) lies in cell (row 4, col 5) whose centre is (22, 18);
-    # offsets (-0.5, 0) strides, sizes log(20/4), log(8/4)
+    # FCOS encoding by hand: box (10, 14, 30, 22) seen from cell (row 4, col 4), centre (18, 18):
+    # distances left 8, top 4, right 12, bottom 4 px = log(2), 0, log(3), 0 in strides
     box = np.array([[10.0, 14.0, 30.0, 22.0]], np.float32)
     out = torch.zeros(1, 5, 16, 16)
-    out[0, 1:5, 4, 5] = torch.tensor([-0.5, 0.0, np.log(5.0), np.log(2.0)])
+    out[0, 1:5, 4, 4] = torch.tensor([np.log(2.0), 0.0, np.log(3.0), 0.0])
     got = decode_at(out, np.array([[20.0, 18.0]], np.float32)).numpy()
     np.testing.assert_allclose(got, box, atol=1e-4)
     assert float(box_targets_loss(out, box)) == pytest.approx(0.0, abs=1e-5)
+    # an all-zero head predicts the 8 × 8 box (14, 14, 22, 22): IoU 64/160, centre distance² 4,
+    # enclosing box = the target, diagonal² 20² + 8² = 464 → DIoU loss 1 − 0.4 + 4/464
     assert float(box_targets_loss(torch.zeros(1, 5, 16, 16), box)) == pytest.approx(
-        0.5 + np.log(5.0) + np.log(2.0), rel=1e-5)
+        1 - 0.4 + 4 / 464, rel=1e-5)
     # jittering-IoU loss: zero jitter is exactly 1 − IoU
     pred = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     tgt = jitter_boxes(np.array([[0, 0, 10, 20]], np.float32), 0.0, 3, rng)
@@ -108,6 +110,49 @@ def test_point_teacher_masks_avoid_points_and_regress_their_boxes() -> None:
     centres = (shaken[..., :2] + shaken[..., 2:]) / 2
     assert np.all(np.abs(centres[..., 0] - 5) <= 2.0 + 1e-5)
     assert np.all(np.abs(centres[..., 1] - 10) <= 4.0 + 1e-5)
+
+
+def test_point_teacher_reads_and_trains_the_top3_cells_nearest_a_point() -> None:
+    from baselines.methods.point_teacher import (
+        Config,
+        box_targets_loss,
+        build_generator,
+        decode_at,
+        nearest_cells,
+        size_prior_bias,
+    )
+    from baselines.schedules import resolve_plan
+
+    # (9, 10): own cell (2, 2) at L1 distance 1, then (2, 1) at 3, then a tie at 5 between
+    # (1, 2), (2, 3), (3, 2), won by the first in row-major order; (20, 18) sits between
+    # (4, 4) and (4, 5) (both 2), then (3, 4) wins the tie at 6
+    r, c = nearest_cells(np.array([[9.0, 10.0], [20.0, 18.0]]), 3, 16, 16)
+    assert list(zip(r[0], c[0], strict=True)) == [(2, 2), (2, 1), (1, 2)]
+    assert list(zip(r[1], c[1], strict=True)) == [(4, 4), (4, 5), (3, 4)]
+    # in a corner the clipped window repeats no cell
+    r, c = nearest_cells(np.array([[0.5, 0.5]]), 3, 16, 16)
+    assert list(zip(r[0], c[0], strict=True)) == [(0, 0), (0, 1), (1, 0)]
+    # the coarse box is the class-score-weighted mean of the three cells' boxes
+    out = torch.zeros(1, 5, 16, 16)
+    out[0, 0, 4, 5] = float(np.log(3.0))  # sigmoid 0.75; the other two cells 0.5
+    out[0, 1:5, 4, 4] = torch.tensor([np.log(2.0), 0.0, np.log(3.0), 0.0])  # (10, 14, 30, 22)
+    out[0, 1:5, 4, 5] = torch.tensor([np.log(3.0), 0.0, np.log(2.0), 0.0])  # (10, 14, 30, 22)
+    # cell (3, 4), centre (18, 14), all zeros: (14, 10, 22, 18)
+    want = (0.5 * np.array([10, 14, 30, 22]) + 0.75 * np.array([10, 14, 30, 22])
+            + 0.5 * np.array([14, 10, 22, 18])) / 1.75
+    got = decode_at(out, np.array([[20.0, 18.0]], np.float32), 3).numpy()[0]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    # trained at the same three cells: the two exact ones cost 0, the third its DIoU loss
+    # (IoU 32/192; centre distance² 2² + 4² = 20; enclosure (10, 10, 30, 22): 20² + 12² = 544)
+    want_loss = (1 - 32 / 192 + 20 / 544) / 3
+    assert float(box_targets_loss(out, np.array([[10.0, 14.0, 30.0, 22.0]], np.float32),
+                                  3)) == pytest.approx(want_loss, rel=1e-5)
+    # the box channels start at the mask prior's central side (√(4·64) = 16 px: half 2 strides)
+    assert size_prior_bias((4.0, 64.0)) == pytest.approx(np.log(2.0))
+    net = build_generator(resolve_plan("cpu", {}, n_images=1), Config())
+    bias = net.dense[0][-1].bias.detach().numpy()
+    np.testing.assert_allclose(bias[1:5], np.log(2.0), rtol=1e-6)
+    assert bias[0] == pytest.approx(-4.6)
 
 
 def test_weak_family_pairs_points_rows_with_boxes_and_deal_and_tabulates_ap25() -> None:
