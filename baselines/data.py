@@ -185,9 +185,19 @@ def step_rng(seed: int, iteration: int, stream: int = 0) -> np.random.Generator:
 
 
 def training_batch(samples: list[Sample], iteration: int, *, batch_size: int, crop: int | None,
-                   seed: int, device: Any = "cpu") -> tuple[list[Any], list[dict[str, Any]]]:
-    """Images and torchvision targets of one supervised step (crops when ``crop`` is set)."""
+                   seed: int, device: Any = "cpu", augment: str = "none",
+                   ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Images and torchvision targets of one supervised step (crops when ``crop`` is set).
+
+    ``augment``: ``none``, or ``flip_colour`` — a horizontal flip with probability 0.5, then
+    one colour operation (:func:`baselines.augment.colour`): the labelled branch of the
+    teacher–student methods (:func:`baselines.teacher.labeled_view`) and the supervised baseline
+    of Soft Teacher's authors (microsoft/SoftTeacher@ba4b1ab ``configs/baseline/base.py``), so
+    a baseline compared with those methods can see the same supervised views.
+    """
     import torch
+
+    from baselines.augment import colour, hflip
 
     rng = step_rng(seed, iteration)
     images, targets = [], []
@@ -198,6 +208,10 @@ def training_batch(samples: list[Sample], iteration: int, *, batch_size: int, cr
             target = {"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)}
         else:
             image, target = random_crop(image, s, crop, rng)
+        if augment == "flip_colour":
+            if rng.random() < 0.5:
+                image, target["boxes"] = hflip(image, target["boxes"])
+            image = colour(image, rng)
         images.append(image.to(device))
         targets.append({k: v.to(device) for k, v in target.items()})
     return images, targets

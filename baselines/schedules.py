@@ -39,6 +39,10 @@ REFERENCE_FLOPS_PER_CPU_SECOND = 55e9
 #: The ``cpu`` schedule's default budget.
 DEFAULT_CPU_MINUTES = 4.0
 
+#: Supervised augmentations of the plain detectors' training views (``TrainPlan.augment``;
+#: :func:`baselines.data.training_batch`).
+AUGMENTS = ("none", "flip_colour")
+
 
 @dataclass(frozen=True, slots=True)
 class TrainPlan:
@@ -60,6 +64,12 @@ class TrainPlan:
         backbone_weights: local ImageNet weights file, or None.
         anchor_base: Faster R-CNN's anchor side on P2 in px, doubling per level (8: ours, sized
             to tiny objects; 32: mmdet's default scale 8 × stride 4).
+        norm_eval: keep every batch-norm layer in eval mode while training (mmdet's
+            ``norm_eval=True``): the running statistics stay those the model started with and
+            augmented views cannot shift them. For runs that start from a trained model.
+        augment: supervised augmentation of the plain detectors' views
+            (:data:`AUGMENTS`: ``none``, or ``flip_colour``, the teacher–student
+            methods' labelled branch).
     """
 
     schedule: str
@@ -76,6 +86,8 @@ class TrainPlan:
     test_proposals: int
     backbone_weights: str | None = None
     anchor_base: int = 8
+    norm_eval: bool = False
+    augment: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain mapping (results files, checkpoints)."""
@@ -135,20 +147,27 @@ def resolve_plan(schedule: str, settings: Mapping[str, Any], *, n_images: int,
     plan = replace(base, **{k: _cast(k, settings[k]) for k in _OVERRIDABLE if k in settings})
     if plan.optimizer not in ("sgd", "adamw"):
         raise TinysetError(f"unknown optimizer {plan.optimizer!r}; choose sgd or adamw")
+    if plan.augment not in AUGMENTS:
+        raise TinysetError(f"unknown augment {plan.augment!r}; choose {', '.join(AUGMENTS)}")
     return plan
 
 
 _OVERRIDABLE = ("crop", "test_size", "iterations", "optimizer", "lr", "backbone", "fpn_channels",
-                "roi_batch", "test_proposals", "backbone_weights", "anchor_base")
+                "roi_batch", "test_proposals", "backbone_weights", "anchor_base", "norm_eval",
+                "augment")
 
 
 def _cast(key: str, value: Any) -> Any:
-    if key in ("optimizer", "backbone"):
+    if key in ("optimizer", "backbone", "augment"):
         return str(value)
     if key == "backbone_weights":
         return str(value) if value else None
     if key == "lr":
         return float(value)
+    if key == "norm_eval":
+        if not isinstance(value, bool):
+            raise TinysetError(f"norm_eval must be true or false, got {value!r}")
+        return value
     return None if value is None else int(value)
 
 

@@ -49,7 +49,8 @@ def train_detector(samples: list[Sample], plan: TrainPlan, spec: DetectorSpec, w
 
     def step(it: int) -> Mapping[str, Any]:
         images, targets = training_batch(samples, it, batch_size=plan.batch_size,
-                                         crop=plan.crop, seed=seed, device=device)
+                                         crop=plan.crop, seed=seed, device=device,
+                                         augment=plan.augment)
         return model(images, targets)
 
     return model, fit(model, step, plan, work_dir, seed=seed, config=config)

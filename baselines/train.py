@@ -63,6 +63,18 @@ def _seed_torch(seed: int, it: int) -> None:
     torch.manual_seed((seed * 1_000_003 + it) % (2**63))
 
 
+def train_mode(model: Any, norm_eval: bool = False) -> None:
+    """``model.train()``; with ``norm_eval`` its batch-norm layers stay in eval mode (they
+    normalise with, and never update, their running statistics)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    model.train()
+    if norm_eval:
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.eval()
+
+
 def fit(model: Any, step: Callable[[int], Mapping[str, Any]], plan: TrainPlan, work_dir: Path,
         *, seed: int, config: Mapping[str, Any], tracked: Mapping[str, Any] | None = None,
         after_step: Callable[[int, int], None] | None = None,
@@ -104,7 +116,7 @@ def fit(model: Any, step: Callable[[int], Mapping[str, Any]], plan: TrainPlan, w
             cpu_before = float(state["cpu_seconds"])
             resumed_from = start
     work_dir.mkdir(parents=True, exist_ok=True)
-    model.train()
+    train_mode(model, plan.norm_eval)
     cpu0 = time.process_time()
     it = start
     while total is None or it < total:

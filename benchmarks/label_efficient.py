@@ -10,11 +10,12 @@ and each method's gap to each baseline, with the paper's gap beside it; a plot g
 Families (``--family``; each is one function registered in :data:`FAMILIES`, owned by the
 engineer of its methods): ``semi`` (Soft Teacher, PseCo vs labelled-only Faster R-CNN at
 semi-1/5/10), ``sparse`` (Co-mining, Calibrated Teacher vs Faster R-CNN and RetinaNet at
-shot-1/3/5), ``noise`` (DN-TOD vs FCOS, SSD-Det vs Faster R-CNN at noise-20/40), ``full``
-(RFLA, HS-FPN vs Faster R-CNN), ``weak`` (P2BNet, PointOBB-v2/v3, Point Teacher, Point2RBox-v3
-from ``points-center`` beside Faster R-CNN on the true boxes and DEAL; its table gives AP25 and
-AP50 mean ± sd and each method's pseudo-box quality on the training split). APvt and APt (means)
-are reported beside AP50.
+shot-1/3/5; in both, the baselines train on the methods' labelled views, flip + one colour
+operation, :data:`TEACHER_VIEWS`), ``noise`` (DN-TOD vs FCOS, SSD-Det vs Faster R-CNN at
+noise-20/40), ``full`` (RFLA, HS-FPN vs Faster R-CNN), ``weak`` (P2BNet, PointOBB-v2/v3,
+Point Teacher, Point2RBox-v3 from ``points-center`` beside Faster R-CNN on the true boxes and
+DEAL; its table gives AP25 and AP50 mean ± sd and each method's pseudo-box quality on the training
+split). APvt and APt (means) are reported beside AP50.
 
 The synthetic demo build may be too small to learn from: ``--synth DIR`` writes a larger built
 dataset of the synthetic sources' learnable shapes (``--synth-train`` images of
@@ -36,8 +37,8 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,13 @@ class Pairing:
     setting: str
     baselines: tuple[Any, ...]  # benchmark.manifest.Method
     methods: tuple[Any, ...]
+    #: plan options for every run of the pairing (before ``--extra``)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The teacher–student methods' labelled branch flips and applies one colour operation (as
+#: Soft Teacher's authors' supervised baseline does); their plain baselines see the same views.
+TEACHER_VIEWS = {"augment": "flip_colour"}
 
 
 #: family name -> function(manifest methods, settings or None) -> pairings.
@@ -78,7 +86,7 @@ def semi_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> list
     for s in settings or ("semi-1", "semi-5", "semi-10"):
         rows = _rows(manifest, "semi", s)
         out.append(Pairing(s, tuple(m for m in rows if m.adapter == "torchvision"),
-                           tuple(m for m in rows if m.adapter == "native")))
+                           tuple(m for m in rows if m.adapter == "native"), TEACHER_VIEWS))
     return out
 
 
@@ -92,7 +100,8 @@ def sparse_family(manifest: Sequence[Any], settings: Sequence[str] | None) -> li
         rows = _rows(manifest, "sparse", s)
         base = tuple(m for m in rows if m.adapter == "torchvision")
         extra = replace(retina, id=f"retinanet-{s}", paradigm="sparse", setting=s, paper={})
-        out.append(Pairing(s, (*base, extra), tuple(m for m in rows if m.adapter == "native")))
+        out.append(Pairing(s, (*base, extra), tuple(m for m in rows if m.adapter == "native"),
+                           TEACHER_VIEWS))
     return out
 
 
@@ -302,21 +311,22 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
     for pairing in FAMILIES[name](manifest, settings):
         rows = [m for m in (*pairing.baselines, *pairing.methods)
                 if not only or m.id in only or m.options.get("method") in only]
+        run_extra = {**pairing.extra, **extra}
         if warm_start:
             ckpt = burn_in(pairing, rows, data, runs, seeds=seeds, minutes=warm_start,
-                           extra=extra, devices=devices)
+                           extra=run_extra, devices=devices)
             specs = [spec for m in rows for seed in seeds for spec in plan(
                 [m], data, runs, seeds=[seed], schedule="cpu",
-                extra={"minutes": minutes, **extra,
+                extra={"minutes": minutes, **run_extra,
                        "init_checkpoint": str(ckpt[(row_detector(m), seed)])})]
         else:
             specs = plan(rows, data, runs, seeds=seeds, schedule="cpu",
-                         extra={"minutes": minutes, **extra})
+                         extra={"minutes": minutes, **run_extra})
         run_benchmark(specs, devices=devices)
         store = ResultsStore(runs)
         for m in rows:
             recs = [store.load(s.key) for s in specs if s.method["id"] == m.id]
-            ap = [(r or {}).get("metrics", {}).get("AP50") for r in recs]
+            ap = [((r or {}).get("metrics") or {}).get("AP50") for r in recs]
             out.append({"setting": pairing.setting, "id": m.id, "name": m.name,
                         "role": "baseline" if m in pairing.baselines else "method",
                         "model": m.options.get("method") or m.options.get("model"),
@@ -324,7 +334,7 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
                         "status": [(r or {}).get("status", "missing") for r in recs],
                         "AP50": [None if v is None else round(100 * v, 2) for v in ap],
                         **{k: [None if v is None else round(100 * v, 2) for v in
-                               [(r or {}).get("metrics", {}).get(k) for r in recs]]
+                               [((r or {}).get("metrics") or {}).get(k) for r in recs]]
                            for k in ("AP25", "APvt", "APt")},
                         "paper_AP25": m.paper.get("AP25"),
                         "pseudo": [{k: v for k, v in ((r or {}).get("notes") or {}).items()

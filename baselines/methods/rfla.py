@@ -131,7 +131,8 @@ def train_variant(ctx: MethodContext, *, method: str, model_name: str,
     if make_step is None:
         def step(it: int) -> Mapping[str, Any]:
             images, targets = training_batch(samples, it, batch_size=plan.batch_size,
-                                             crop=plan.crop, seed=ctx.seed, device=ctx.device)
+                                             crop=plan.crop, seed=ctx.seed, device=ctx.device,
+                                             augment=plan.augment)
             return model(images, targets)
         trained, tracked, extra_stats = model, None, None
     else:

@@ -226,7 +226,8 @@ def make_step(cfg: Config, shake: float | None, plan: Any, seed: int, device: st
 
         def step(it: int) -> Mapping[str, Any]:
             images, targets = training_batch(samples, it, batch_size=plan.batch_size,
-                                             crop=plan.crop, seed=seed, device=device)
+                                             crop=plan.crop, seed=seed, device=device,
+                                             augment=plan.augment)
             images_t, targets_t = model.transform(images, targets)
             feats = model.backbone(images_t.tensors)
             sizes = images_t.image_sizes

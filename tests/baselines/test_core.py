@@ -79,6 +79,25 @@ def test_schedules_defaults_and_overrides() -> None:
         resolve_plan("cpu", {"minutes": 0}, n_images=1)
     with pytest.raises(TinysetError, match="unknown optimizer"):
         resolve_plan("cpu", {"optimizer": "lion"}, n_images=1)
+    with pytest.raises(TinysetError, match="unknown augment"):
+        resolve_plan("cpu", {"augment": "mixup"}, n_images=1)
+    with pytest.raises(TinysetError, match="norm_eval must be true or false"):
+        resolve_plan("cpu", {"norm_eval": "yes"}, n_images=1)
+    assert resolve_plan("cpu", {"norm_eval": True}, n_images=1).norm_eval is True
+
+
+def test_norm_eval_keeps_batch_norm_statistics_while_training() -> None:
+    from baselines.train import train_mode
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    train_mode(net, norm_eval=True)
+    assert net.training and net[0].training and not net[1].training
+    before = net[1].running_mean.clone()
+    net(torch.rand(2, 3, 5, 5) + 3.0)
+    assert torch.equal(net[1].running_mean, before)  # frozen statistics
+    train_mode(net, norm_eval=False)
+    net(torch.rand(2, 3, 5, 5) + 3.0)
+    assert not torch.equal(net[1].running_mean, before)
 
 
 def test_anchor_base_sets_faster_rcnn_anchor_sides_per_level() -> None:
@@ -196,3 +215,23 @@ def test_a_finished_first_stage_is_restored_not_trained_again(tmp_path: Path) ->
     assert all(torch.equal(teacher2.state_dict()[k], v) for k, v in ema.items())
     with pytest.raises(AssertionError, match="trained again"):  # another config: trains
         fit_stage(done, again, must_not_train, plan, tmp_path, seed=0, config={"stage": 2})
+
+
+def test_flip_colour_views_are_the_plain_crops_flipped_or_not(tiny: Path) -> None:
+    from baselines.data import training_batch
+
+    samples, _ = load_samples(tiny / "annotations" / "train.json", tiny, True)
+    flipped = kept = 0
+    for it in range(8):
+        plain_im, plain_t = training_batch(samples, it, batch_size=1, crop=64, seed=5)
+        aug_im, aug_t = training_batch(samples, it, batch_size=1, crop=64, seed=5,
+                                       augment="flip_colour")
+        a, b = plain_t[0]["boxes"], aug_t[0]["boxes"]
+        mirror = torch.stack([64 - a[:, 2], a[:, 1], 64 - a[:, 0], a[:, 3]], dim=1)
+        if len(a) and torch.allclose(b, mirror) and not torch.allclose(a, mirror):
+            flipped += 1
+        elif torch.allclose(b, a):
+            kept += 1
+        assert aug_im[0].shape == plain_im[0].shape
+        assert float(aug_im[0].min()) >= 0.0 and float(aug_im[0].max()) <= 1.0
+    assert flipped + kept == 8 and flipped >= 1 and kept >= 1

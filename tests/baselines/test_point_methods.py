@@ -155,6 +155,24 @@ def test_point_teacher_reads_and_trains_the_top3_cells_nearest_a_point() -> None
     assert bias[0] == pytest.approx(-4.6)
 
 
+def test_point_teacher_refined_box_is_the_top1_bag_box_blended_with_the_coarse_box() -> None:
+    from baselines.methods.point_teacher import Config, refine
+
+    class Stub:  # a MIL head that prefers the smallest proposal (class logit −area/100)
+        def mil_forward(self, head, feats, boxes, size):
+            b = boxes[0]
+            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+            return {"cls": -area / 100.0, "ins": torch.zeros(len(b))}
+
+    coarse = np.array([[10.0, 10.0, 30.0, 30.0]], np.float32)
+    cfg = Config(bag_shakes=())
+    bags, refined = refine(Stub(), {"0": torch.zeros(1)}, coarse, cfg, 64)
+    assert bags.shape == (1, 25, 4)
+    # the 0.7 × 0.7 box (13, 13, 27, 27) wins; (1 − 0.25)·it + 0.25·coarse
+    np.testing.assert_allclose(refined[0], 0.75 * np.array([13, 13, 27, 27])
+                               + 0.25 * np.array([10, 10, 30, 30]), atol=1e-4)
+
+
 def test_weak_family_pairs_points_rows_with_boxes_and_deal_and_tabulates_ap25() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import label_efficient as le
@@ -250,5 +268,7 @@ def test_warm_starts_pair_each_row_with_a_baseline_of_its_detector() -> None:
                    "29": "retinanet"}
     (semi,) = le.FAMILIES["semi"](manifest, ["semi-1"])
     assert {le.row_detector(m) for m in (*semi.baselines, *semi.methods)} == {"faster_rcnn"}
+    # the teacher-student families' baselines see the methods' labelled views
+    assert semi.extra == shot.extra == {"augment": "flip_colour"}
     (weak,) = le.FAMILIES["weak"](manifest, None)
     assert le.row_detector(next(m for m in weak.methods if m.id == "33")) is None
