@@ -22,16 +22,17 @@ at ``exp(0)`` = one stride:
    rectangular regions of the crop are **masked** (filled with a random flat colour and noise,
    sizes log-uniform in ``mask_sizes``, never covering a point); the box head regresses each masked
    region's box (DIoU loss, the authors' ``DIoULoss``) from the cells nearest its centre — boxes
-   whose extent is known — while the class head learns the
-   annotated points (positives at their cells, masked regions ignored, the rest negative). The
-   teacher then turns every point into a coarse pseudo box.
+   whose extent is known — while the class head learns the annotated points (positives at their
+   cells, masked regions ignored, the rest negative). The teacher then turns every point into a
+   coarse pseudo box.
 2. **Noise-aware label evolution**: around the *teacher's current* coarse box of each point a bag
    is built (:func:`baselines.points.fine_bags`: width/height rescaled, centre shaken); the
    student's MIL head learns it (bag score → 1, random negatives → 0) — *dynamic* MIL, the bags
-   follow the teacher; the teacher's MIL scores merge the bag's top-k into the refined pseudo box,
-   which supervises the student's box head through the **jittering-IoU loss** (mean ``1 − IoU``
-   against ``jitters`` copies of the target shaken by ``jitter`` of its size, so a noisy target
-   is not fitted exactly).
+   follow the teacher; the teacher's MIL scores pick the bag's best box (``top_k = 1``), blended
+   with the coarse box as ``0.75·best + 0.25·coarse`` (the authors' ``beta``) into the refined
+   pseudo box, which supervises the student's box head through the **jittering-IoU loss**
+   (mean ``1 − IoU`` against ``jitters`` copies of the target shaken by ``jitter`` of its size,
+   so a noisy target is not fitted exactly).
 3. The teacher's refined pseudo boxes train Faster R-CNN (:mod:`baselines.supervised`).
 
 Deviations (docs/baselines.md): a final Faster R-CNN on the teacher's pseudo boxes instead of the
@@ -39,10 +40,11 @@ authors' end-to-end FCOS student (so every point row is "generator → detector"
 masked regions are flat axis-aligned rectangles with sides log-uniform in 4–64 px (the authors
 fill rotated rectangles of a per-dataset shape list, sides ≈ 5–300 px, with white); the box
 channels initialised at the mask prior's central size (the authors' ReLU distances start near 0
-on an ImageNet backbone trained ~67k iterations; at a CPU budget of ~40 steps the initial size
+on an ImageNet backbone trained 12 epochs at batch 2; at a CPU budget of ~40 steps the initial size
 *is* the answer — measured in docs/baselines.md); one stride-4 dense level
 (the authors' PSAGG top-down FPN aggregation feeds one level too); the jittering-IoU loss as
-described above, not the authors' exact DN-DIoU weighting.
+described above, not the authors' exact DN-DIoU weighting; the bag is also shaken by 0.1 (the
+authors' one MIL stage uses the 5 × 5 rescalings only) and has no box-regression branch.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ class Config:
     cells: int = 3
     bag_ratios: tuple[float, ...] = (1.0, 1.2, 1.3, 0.8, 0.7)
     bag_shakes: tuple[float, ...] = (0.1,)
-    top_k: int = 7
+    top_k: int = 1
+    beta: float = 0.25
     negatives: int = 64
     jitter: float = 0.1
     jitters: int = 4
@@ -229,7 +232,9 @@ def jittering_iou_loss(pred: Any, targets: Any) -> Any:
 
 def refine(teacher_net: Any, feats: Any, coarse: np.ndarray, cfg: Config, size: int,
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Bags around the coarse boxes and the teacher's top-k merged refined boxes."""
+    """Bags around the coarse boxes and the refined boxes: the teacher's top-k MIL merge, blended
+    with the coarse box by ``beta`` (the authors' ``mil_bag_selection``: ``(1 − β)·merged +
+    β·coarse``, β = 0.25)."""
     import torch
 
     from baselines.points import fine_bags, mil_merge, mil_weights
@@ -239,7 +244,8 @@ def refine(teacher_net: Any, feats: Any, coarse: np.ndarray, cfg: Config, size: 
     out = teacher_net.mil_forward(0, feats, [torch.from_numpy(bags.reshape(-1, 4)).to(
         feats["0"].device)], size)
     w = mil_weights(out["cls"].view(n, m).cpu().numpy(), out["ins"].view(n, m).cpu().numpy())
-    return bags, mil_merge(bags, w, cfg.top_k)
+    merged = mil_merge(bags, w, cfg.top_k)
+    return bags, ((1.0 - cfg.beta) * merged + cfg.beta * coarse).astype(np.float32)
 
 
 def teacher_pseudo(net: Any, image: Any, points: np.ndarray, cfg: Config, size: int,
