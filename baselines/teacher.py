@@ -12,7 +12,8 @@ What every such method does the same way lives here once:
   schedule is (:func:`scaled_cap`): 0.999 averages over ~1,000 of the authors' 180k iterations,
   so a run of ``T`` steps averages over ``1000 · T / 180k`` of its own (at least one). Unscaled, a
   run of 10²–10³ steps has a teacher that is the plain mean of every student since random
-  initialisation, whose pseudo boxes are noise (measured: ``docs/baselines.md``).
+  initialisation, whose pseudo boxes are noise (measured: ``docs/baselines.md``). A warm-started
+  run (``init_checkpoint``) keeps the authors' cap (:func:`ema_reference`).
   It is passed to :func:`baselines.train.fit` as ``tracked={"teacher": ema}`` with
   ``after_step=ema.after_step(student)``, so checkpoints resume exactly.
 * the data of a run (:func:`load_data`): labelled samples, unlabelled samples (their boxes are
@@ -122,10 +123,12 @@ def ema_teacher(student: Any, momentum: float = 0.999, reference_iters: int | No
     return EMATeacher(student, momentum, reference_iters)
 
 
-def ema_reference(plan: Any, reference_iters: int) -> int | None:
+def ema_reference(ctx: Any, reference_iters: int) -> int | None:
     """``reference_iters`` under the ``cpu`` schedule (the cap is scaled), else None (the
-    authors' cap as it is)."""
-    return reference_iters if plan.schedule == "cpu" else None
+    authors' cap as it is). A warm-started run (``init_checkpoint``) keeps the authors' cap: the
+    scaling exists because a cold run's early students are random, and a warm run's are not."""
+    warm = init_from(ctx.settings) is not None
+    return reference_iters if ctx.plan.schedule == "cpu" and not warm else None
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -401,7 +404,7 @@ def train_semi_faster_rcnn(ctx: Any, name: str, cfg: Any, unsup_losses: Callable
     if done is not None:
         return {**notes, **done}
     spec, student = seeded_detector(ctx, "faster_rcnn", data.num_classes)
-    ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx.plan, cfg.ema_reference_iters))
+    ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx, cfg.ema_reference_iters))
     stats = dict.fromkeys((*stat_names, "unlabeled_images"), 0.0)
     plan = ctx.plan
 

@@ -229,7 +229,7 @@ def train(ctx: MethodContext) -> dict[str, Any]:
     if done is not None:
         return {**notes, **done}
     spec, student = seeded_detector(ctx, DETECTOR, data.num_classes)
-    ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx.plan, cfg.ema_reference_iters))
+    ema = ema_teacher(student, cfg.ema_momentum, ema_reference(ctx, cfg.ema_reference_iters))
     calib = _calibrator_class()()
     stats = dict.fromkeys(("candidates", "mined", "images"), 0.0)
     plan1, plan2 = split_plan(ctx.plan, cfg.stage1_fraction)

@@ -162,7 +162,7 @@ def test_a_warm_start_loads_the_checkpoint_and_enters_the_run_config(tmp_path: P
     from baselines.methods.soft_teacher import Config
     from baselines.schedules import resolve_plan
     from baselines.supervised import save_model
-    from baselines.teacher import base_notes, run_config, seeded_detector
+    from baselines.teacher import base_notes, ema_reference, run_config, seeded_detector
 
     root = write_tiny_dataset(tmp_path / "tiny", counts={"train": 2, "val": 1, "test": 1})
     train = root / "annotations" / "train.json"
@@ -187,3 +187,5 @@ def test_a_warm_start_loads_the_checkpoint_and_enters_the_run_config(tmp_path: P
     assert config["init"]["parts"] == "all" and len(config["init"]["checkpoint_sha"]) >= 16
     assert "init" not in run_config(ctx(1), "x", Config(), data)  # cold runs never reuse warm
     assert base_notes(warm, Config(), data, "retinanet")["weights"].endswith("model.pt")
+    # a warm start keeps the authors' EMA cap; a cold cpu run scales it to its length
+    assert ema_reference(warm, 180_000) is None and ema_reference(ctx(1), 180_000) == 180_000
