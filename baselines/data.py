@@ -144,22 +144,31 @@ def crop_boxes(boxes: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], to
     return clipped[keep], labels[keep], keep
 
 
-def random_crop(image: Any, sample: Sample, size: int, rng: np.random.Generator,
-                object_bias: float = 0.5) -> tuple[Any, dict[str, Any]]:
-    """A ``size × size`` crop of ``image`` (a ``(3, H, W)`` tensor) with its torchvision target.
+def crop_patch(image: Any, boxes: npt.NDArray[np.float32], labels: npt.NDArray[np.int64],
+               size: int, rng: np.random.Generator, object_bias: float = 0.5,
+               ) -> tuple[Any, npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """A ``size × size`` crop of ``image`` (a ``(3, H, W)`` tensor) placed by
+    :func:`crop_window` from ``boxes`` (none: uniform), with the boxes and labels it keeps.
 
     Images smaller than ``size`` are zero-padded at the bottom/right, as the build pads tiles.
     """
-    import torch
-
     _, h, w = image.shape
-    top, left = crop_window(h, w, sample.boxes, size, rng, object_bias)
+    top, left = crop_window(h, w, boxes, size, rng, object_bias)
     patch = image[:, top:top + size, left:left + size]
     if patch.shape[1:] != (size, size):
         padded = patch.new_zeros((3, size, size))
         padded[:, :patch.shape[1], :patch.shape[2]] = patch
         patch = padded
-    boxes, labels, _ = crop_boxes(sample.boxes, sample.labels, top, left, size)
+    kept_boxes, kept_labels, _ = crop_boxes(boxes, labels, top, left, size)
+    return patch, kept_boxes, kept_labels
+
+
+def random_crop(image: Any, sample: Sample, size: int, rng: np.random.Generator,
+                object_bias: float = 0.5) -> tuple[Any, dict[str, Any]]:
+    """:func:`crop_patch` of a labelled sample, with its torchvision target."""
+    import torch
+
+    patch, boxes, labels = crop_patch(image, sample.boxes, sample.labels, size, rng, object_bias)
     return patch, {"boxes": torch.from_numpy(np.ascontiguousarray(boxes)),
                    "labels": torch.from_numpy(np.ascontiguousarray(labels))}
 

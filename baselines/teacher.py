@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines.data import Sample, batch_indices, crop_boxes, crop_window, file_digest, load_samples
+from baselines.data import Sample, batch_indices, crop_patch, file_digest, load_samples
 from baselines.supervised import init_from
 from tinyset_builder.errors import TinysetError
 
@@ -200,15 +200,7 @@ def base_view(sample: Sample, rng: np.random.Generator, plan: Any, *, with_boxes
         scale = np.array([size / w, size / h, size / w, size / h], np.float32)
         boxes = boxes * scale
     else:
-        _, h, w = image.shape
-        top, left = crop_window(h, w, boxes, size, rng)
-        patch = image[:, top:top + size, left:left + size]
-        if patch.shape[1:] != (size, size):
-            padded = patch.new_zeros((3, size, size))
-            padded[:, :patch.shape[1], :patch.shape[2]] = patch
-            patch = padded
-        image = patch
-        boxes, labels, _ = crop_boxes(boxes, labels, top, left, size)
+        image, boxes, labels = crop_patch(image, boxes, labels, size, rng)
     return (image.contiguous(), torch.from_numpy(np.ascontiguousarray(boxes, np.float32)),
             torch.from_numpy(np.ascontiguousarray(labels, np.int64)))
 
