@@ -28,7 +28,7 @@ from adapters.base import Detections, Job, cuda_unavailable
 from baselines.data import file_digest, load_samples
 from baselines.detectors import MODELS
 from baselines.schedules import TrainPlan, resolve_plan
-from baselines.supervised import FINAL
+from baselines.supervised import FINAL, weights_note
 from tinyset_builder.errors import TinysetError
 from tinyset_builder.io import read_json
 
@@ -42,13 +42,6 @@ def job_plan(job: Job, n_images: int) -> TrainPlan:
     """The training plan of ``job`` (its schedule, the manifest's epochs, per-run overrides)."""
     return resolve_plan(job.schedule, job_settings(job), n_images=n_images,
                         epochs=float(job.method.get("epochs", 3.0)))
-
-
-def weights_note(plan: TrainPlan) -> str:
-    """What the backbone started from, for the results file."""
-    if plan.backbone_weights:
-        return f"ImageNet {plan.backbone} from {plan.backbone_weights}"
-    return f"random init {plan.backbone} (no local ImageNet weights given; offline)"
 
 
 def label_map(job: Job, class_agnostic: bool) -> np.ndarray:
@@ -102,13 +95,11 @@ class TorchvisionAdapter:
         init = init_from(job_settings(job))
         if init is not None:
             config["init"] = init.config()
-        notes: dict[str, Any] = {"weights": weights_note(plan), "model": spec.model,
+        notes: dict[str, Any] = {"weights": weights_note(plan, init), "model": spec.model,
                                  "backbone": f"{plan.backbone}-fpn{plan.fpn_channels}",
                                  "schedule": plan.label(), "plan": plan.as_dict(),
                                  "device": job.device, "train_file": str(job.train_json),
                                  **counts}
-        if init is not None:
-            notes["weights"] = init.note()
         if job.unlabeled_json is not None:
             notes["unlabeled"] = "not used (supervised baseline on the labeled part)"
         final = job.work_dir / FINAL

@@ -88,6 +88,15 @@ class InitFrom:
         return f"{self.parts} from {self.checkpoint}"
 
 
+def weights_note(plan: TrainPlan, init: InitFrom | None = None) -> str:
+    """What the model started from, for the results file."""
+    if init is not None:
+        return init.note()
+    if plan.backbone_weights:
+        return f"ImageNet {plan.backbone} from {plan.backbone_weights}"
+    return f"random init {plan.backbone} (no local ImageNet weights given; offline)"
+
+
 def init_from(settings: Mapping[str, Any]) -> InitFrom | None:
     """The run's :class:`InitFrom`, or None when it starts from the plan's initialisation."""
     path = settings.get("init_checkpoint")

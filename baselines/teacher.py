@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from baselines.data import Sample, batch_indices, crop_patch, file_digest, load_samples
-from baselines.supervised import init_from
+from baselines.supervised import init_from, weights_note
 from tinyset_builder.errors import TinysetError
 
 
@@ -310,13 +310,10 @@ def run_config(ctx: Any, method: str, cfg: Any, data: MethodData) -> dict[str, A
 
 def base_notes(ctx: Any, cfg: Any, data: MethodData, model: str) -> dict[str, Any]:
     """Notes every method writes: what ran, from what, under which schedule."""
-    from adapters.torchvision_adapter import weights_note
-
-    init = init_from(ctx.settings)
-    return {"model": model, "weights": init.note() if init else weights_note(ctx.plan),
-            "schedule": ctx.plan.label(),
-            "plan": ctx.plan.as_dict(), "device": ctx.device, "train_file": str(ctx.train_json),
-            "method_config": dataclasses.asdict(cfg), **data.counts}
+    return {"model": model, "weights": weights_note(ctx.plan, init_from(ctx.settings)),
+            "schedule": ctx.plan.label(), "plan": ctx.plan.as_dict(), "device": ctx.device,
+            "train_file": str(ctx.train_json), "method_config": dataclasses.asdict(cfg),
+            **data.counts}
 
 
 def reuse(ctx: Any, config: Mapping[str, Any], file_name: str = "model.pt",

@@ -91,7 +91,6 @@ def train_variant(ctx: MethodContext, *, method: str, model_name: str,
     """
     import torch
 
-    from adapters.torchvision_adapter import weights_note
     from baselines.data import file_digest, load_samples, training_batch
     from baselines.supervised import (
         FINAL,
@@ -100,6 +99,7 @@ def train_variant(ctx: MethodContext, *, method: str, model_name: str,
         load_init,
         read_saved,
         save_model,
+        weights_note,
     )
     from baselines.train import fit
 
@@ -115,7 +115,7 @@ def train_variant(ctx: MethodContext, *, method: str, model_name: str,
         config["init"] = init.config()
     base = {"method": method, "model": model_name, "variant": dict(variant),
             "schedule": plan.label(), "plan": plan.as_dict(), "device": ctx.device,
-            "weights": init.note() if init else weights_note(plan),
+            "weights": weights_note(plan, init),
             "train_file": str(ctx.train_json), **counts, **dict(notes or {})}
     final = ctx.work_dir / FINAL
     if final.is_file():
