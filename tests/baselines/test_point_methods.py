@@ -188,11 +188,44 @@ def test_weak_family_pairs_points_rows_with_boxes_and_deal_and_tabulates_ap25() 
            "paper_AP50": 9.2, "paper_AP25": 47.8, "AP25": [10.0, 20.0, None], "AP50": [1.0, 3.0],
            "status": ["ok", "ok", "failed: x"],
            "pseudo": [{"pseudo_mean_iou": 0.2, "pseudo_mean_iou_t": 0.1},
-                      {"pseudo_mean_iou": 0.4}, {}]}
+                      {"pseudo_mean_iou": 0.4}, {}],
+           "AP25_by_size": [{"vt": 10.0, "t": 20.0, "s": None, "m": None},
+                            {"vt": 30.0, "t": 40.0, "s": 50.0, "m": None}, None]}
     md = le.weak_table([row])
     sd25 = float(np.std([10.0, 20.0], ddof=1))
     assert f"15.00 ± {sd25:.2f} (n=2)" in md and "2.00 ± 1.41 (n=2)" in md
     assert "| 0.300 |" in md and "— / 0.100 / — / —" in md and "47.8 / 9.2" in md
+    # size APs: means over the seeds where the bucket has objects
+    assert "| 20.0 / 30.0 / 50.0 / — |" in md
+
+
+def test_size_ap_re_evaluates_the_stored_predictions_at_the_asked_iou(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import label_efficient as le
+
+    gt = {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}],
+          "categories": [{"id": 1, "name": "x"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 6, 6],
+                           "area": 36, "iscrowd": 0},
+                          {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20],
+                           "area": 400, "iscrowd": 0}]}
+    # a 6×6 very tiny object found by a 6×12 box 2 px below it (IoU 24/84 ≈ 0.29);
+    # the 20×20 small object found exactly
+    dt = [{"image_id": 1, "category_id": 1, "bbox": [10, 12, 6, 12], "score": 0.9},
+          {"image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20], "score": 0.8}]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    record = {"metrics": {"params": {"gt": str(tmp_path / "gt.json"),
+                                     "dt": str(tmp_path / "dt.json"), "class_agnostic": True}}}
+    at25 = le.size_ap(record, "0.25")
+    at50 = le.size_ap(record, "0.5")
+    assert at25 is not None and at50 is not None
+    assert at25["vt"] == 100.0 and at50["vt"] == 0.0      # IoU 0.29: a hit at 0.25 only
+    assert at25["s"] == at50["s"] == 100.0
+    assert at25["t"] is None and at25["m"] is None      # no object of that size
+    assert le.size_ap({"metrics": None}, "0.25") is None
+    assert le.size_ap({"metrics": {"params": {"gt": str(tmp_path / "gone.json"),
+                                              "dt": str(tmp_path / "dt.json")}}}, "0.25") is None
 
 
 def _tiny_sam(folder: Path) -> Path:
