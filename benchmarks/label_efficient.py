@@ -191,7 +191,9 @@ def weak_table(rows: list[dict[str, Any]]) -> str:
                  f"{r['paper_AP50'] if r['paper_AP50'] is not None else '—'}")
         sizes = " / ".join(avg(f"pseudo_mean_iou_{k}") for k in ("vt", "t", "s", "m"))
         ap_sizes = " / ".join(size_mean(k) for k in ("vt", "t", "s", "m"))
-        lines.append(f"| {r['id']} {r['name']} ({r['setting']}) | {cell(r.get('AP25', []))} | "
+        # the row's own labels: row 2 trains on the true boxes, DEAL on p2sod-1
+        labels = r.get("labels", r["setting"])
+        lines.append(f"| {r['id']} {r['name']} ({labels}) | {cell(r.get('AP25', []))} | "
                      f"{cell(r['AP50'])} | {ap_sizes} | {paper} | {avg('pseudo_mean_iou')} | "
                      f"{sizes} | "
                      f"{avg('pseudo_size_ratio_median')} | {', '.join(r['status'])} |")
@@ -359,7 +361,8 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
         for m in rows:
             recs = [store.load(s.key) for s in specs if s.method["id"] == m.id]
             ap = [((r or {}).get("metrics") or {}).get("AP50") for r in recs]
-            out.append({"setting": pairing.setting, "id": m.id, "name": m.name,
+            out.append({"setting": pairing.setting, "labels": m.setting, "id": m.id,
+                        "name": m.name,
                         "role": "baseline" if m in pairing.baselines else "method",
                         "model": m.options.get("method") or m.options.get("model"),
                         "paper_AP50": m.paper.get("AP50"),

@@ -197,6 +197,9 @@ def test_weak_family_pairs_points_rows_with_boxes_and_deal_and_tabulates_ap25() 
     assert "| 0.300 |" in md and "— / 0.100 / — / —" in md and "47.8 / 9.2" in md
     # size APs: means over the seeds where the bucket has objects
     assert "| 20.0 / 30.0 / 50.0 / — |" in md
+    # a baseline row names the labels it trained on, not the pairing's points variant
+    base = {**row, "id": "2", "name": "Faster R-CNN", "labels": "full"}
+    assert "| 2 Faster R-CNN (full) |" in le.weak_table([base])
 
 
 def test_size_ap_re_evaluates_the_stored_predictions_at_the_asked_iou(tmp_path: Path) -> None:
