@@ -179,18 +179,14 @@ def weak_table(rows: list[dict[str, Any]]) -> str:
         pq = [p for p in r.get("pseudo", []) if p]
         by_size = [b for b in r.get("AP25_by_size", []) if b]
 
-        def size_mean(key: str, by_size: list = by_size) -> str:
-            vals = [b[key] for b in by_size if b.get(key) is not None]
-            return "—" if not vals else f"{sum(vals) / len(vals):.1f}"
-
-        def avg(key: str, pq: list = pq) -> str:
-            vals = [p[key] for p in pq if p.get(key) is not None]
-            return "—" if not vals else f"{sum(vals) / len(vals):.3f}"
+        def avg(key: str, dicts: list = pq, digits: int = 3) -> str:
+            vals = [d[key] for d in dicts if d.get(key) is not None]
+            return "—" if not vals else f"{sum(vals) / len(vals):.{digits}f}"
 
         paper = (f"{r['paper_AP25'] if r.get('paper_AP25') is not None else '—'} / "
                  f"{r['paper_AP50'] if r['paper_AP50'] is not None else '—'}")
         sizes = " / ".join(avg(f"pseudo_mean_iou_{k}") for k in ("vt", "t", "s", "m"))
-        ap_sizes = " / ".join(size_mean(k) for k in ("vt", "t", "s", "m"))
+        ap_sizes = " / ".join(avg(k, by_size, 1) for k in ("vt", "t", "s", "m"))
         # the row's own labels: row 2 trains on the true boxes, DEAL on p2sod-1
         labels = r.get("labels", r["setting"])
         lines.append(f"| {r['id']} {r['name']} ({labels}) | {cell(r.get('AP25', []))} | "
