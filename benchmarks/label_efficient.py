@@ -272,6 +272,17 @@ def write_synth_build(root: Path, *, train: int, test: int, size: int, objects: 
 
 
 # ------------------------------------------------------------------------------- running
+def tile_size(data: Path) -> int | None:
+    """The side shared by every image of a build's test split (None if they differ), so a
+    synthetic build passed with ``--data`` is tested at its own scale, as with ``--synth``
+    (the ``cpu`` schedule's ``test_size`` of 1024 would upscale a 256² image 4×)."""
+    from tinyset_builder.io import read_json
+
+    images = read_json(data / "annotations" / "test.json").get("images", [])
+    sides = {int(v) for img in images for v in (img["width"], img["height"])}
+    return sides.pop() if len(sides) == 1 else None
+
+
 def row_detector(m: Any) -> str | None:
     """The detector a row trains: a plain baseline's ``model``, a native method's ``DETECTOR``
     (None for methods without one, e.g. the point generators)."""
@@ -489,8 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        size=a.synth_size, objects=a.synth_objects,
                                        min_side=lo, max_side=hi)
     extra = json.loads(a.extra)
-    if a.data is None:
-        extra.setdefault("test_size", a.synth_size)
+    tile = a.synth_size if a.data is None else tile_size(data)
+    if tile is not None:
+        extra.setdefault("test_size", tile)
     rows = run_family(a.family, data, a.runs, settings=a.settings.split(",") if a.settings
                       else None, seeds=[int(s) for s in a.seeds.split(",")],
                       minutes=a.minutes, extra=extra,

@@ -308,3 +308,16 @@ def test_warm_starts_pair_each_row_with_a_baseline_of_its_detector() -> None:
     assert semi.extra == {"augment": "flip_colour"} and shot.extra == {}
     (weak,) = le.FAMILIES["weak"](manifest, None)
     assert le.row_detector(next(m for m in weak.methods if m.id == "33")) is None
+
+
+def test_a_build_given_with_data_is_tested_at_its_own_tile_size(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import label_efficient as le
+
+    data = write_tiny_dataset(tmp_path / "tiny", size=64, objects=2,
+                              counts={"train": 1, "test": 2})
+    assert le.tile_size(data) == 64
+    coco = json.loads((data / "annotations" / "test.json").read_text())
+    coco["images"][0]["width"] = 32
+    (data / "annotations" / "test.json").write_text(json.dumps(coco))
+    assert le.tile_size(data) is None
