@@ -3,7 +3,8 @@
 What is changed from torchvision's COCO defaults, and why (AI-TOD-style configs, methods.md §2.1):
 
 * **levels**: Faster R-CNN keeps P2–P6; RetinaNet and FCOS get a **P2** level too (P2–P7, strides
-  4–128) because a 4–16 px object leaves nothing on a stride-8 map;
+  4–128) because a 4–16 px object leaves nothing on a stride-8 map (``first_level`` = 3 gives
+  mmdet's P3–P7, the FCOS of the paper's Table I baselines, ``aitodv2_fcos_r50_1x.py``);
 * **anchors** scaled down to the objects: Faster R-CNN 8–128 px (3 ratios; ``anchor_base``
   = 32 gives mmdet's default 32–512), RetinaNet
   ``2·stride`` with 3 octave scales (8–256 px), FCOS size ranges starting at stride 4;
@@ -51,6 +52,8 @@ class DetectorSpec:
         test_proposals: RPN proposals kept per image at test time.
         anchor_base: Faster R-CNN's anchor side on P2 (px), doubling per level up to P6: 8 by
             default (tiny objects), 32 = mmdet's default anchors (scale 8 × stride 4).
+        first_level: RetinaNet's and FCOS's lowest pyramid level: 2 (P2–P7, ours) or 3 (P3–P7,
+            mmdet's default FPN ``start_level=1``). Faster R-CNN always has P2–P6.
     """
 
     model: str
@@ -63,6 +66,18 @@ class DetectorSpec:
     roi_batch: int = 512
     test_proposals: int = 3000
     anchor_base: int = 8
+    first_level: int = 2
+
+
+#: The lowest pyramid levels a one-stage detector can start from.
+FIRST_LEVELS = (2, 3)
+
+
+def level_strides(spec: DetectorSpec) -> tuple[int, ...]:
+    """Strides of a one-stage detector's pyramid levels, lowest first (P2: 4 … P7: 128)."""
+    if spec.first_level not in FIRST_LEVELS:
+        raise TinysetError(f"first_level must be 2 or 3, got {spec.first_level}")
+    return STRIDES[spec.first_level - 2:]
 
 
 def _body(spec: DetectorSpec) -> Any:
@@ -92,12 +107,18 @@ def _body(spec: DetectorSpec) -> Any:
 
 
 def build_backbone(spec: DetectorSpec, extra: str = "maxpool") -> Any:
-    """ResNet + FPN returning P2..P6 (``extra="maxpool"``) or P2..P7 (``extra="p6p7"``)."""
+    """ResNet + FPN returning P2..P6 (``extra="maxpool"``) or P2..P7 (``extra="p6p7"``).
+
+    With ``extra="p6p7"`` the FPN starts at ``spec.first_level`` (P3..P7 from layer2 when 3);
+    P6 and P7 come from P5's output as mmdet's ``add_extra_convs='on_output'``.
+    """
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-    returned = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
-    channels = list(BACKBONES[spec.backbone][1]) if spec.backbone in BACKBONES else []
+    skip = 0 if extra == "maxpool" else len(STRIDES) - len(level_strides(spec))
+    layers = ("layer1", "layer2", "layer3", "layer4")[skip:]
+    returned = {name: str(i) for i, name in enumerate(layers)}
+    channels = list(BACKBONES[spec.backbone][1])[skip:] if spec.backbone in BACKBONES else []
     blocks = (LastLevelMaxPool() if extra == "maxpool"
               else LastLevelP6P7(spec.fpn_channels, spec.fpn_channels))
     return BackboneWithFPN(_body(spec), returned, channels, spec.fpn_channels,
@@ -118,7 +139,13 @@ def build_detector(spec: DetectorSpec, backbone: Any = None) -> Any:
     if spec.model not in MODELS:
         raise TinysetError(f"unknown model {spec.model!r} ({', '.join(MODELS)})")
     common = {"min_size": spec.size, "max_size": spec.size}
+    strides = level_strides(spec)
+    if backbone is not None and spec.first_level != 2:
+        raise TinysetError("first_level = 3 is for the plain ResNet-FPN, not a custom neck")
     if spec.model == "faster_rcnn":
+        if spec.first_level != 2:
+            raise TinysetError("Faster R-CNN has P2–P6 (as mmdet's); first_level applies to "
+                               "RetinaNet and FCOS")
         backbone = backbone or build_backbone(spec, "maxpool")
         anchors = AnchorGenerator(tuple((spec.anchor_base * 2 ** i,) for i in range(5)),
                                   ((0.5, 1.0, 2.0),) * 5)
@@ -129,14 +156,14 @@ def build_detector(spec: DetectorSpec, backbone: Any = None) -> Any:
                           rpn_post_nms_top_n_test=spec.test_proposals,
                           box_detections_per_img=MAX_DETECTIONS, box_score_thresh=0.001,
                           box_batch_size_per_image=spec.roi_batch, **common)
-    backbone = backbone or build_backbone(spec, "p6p7")  # P2..P7
+    backbone = backbone or build_backbone(spec, "p6p7")  # P2..P7 (or P3..P7)
     if spec.model == "retinanet":
         sizes = tuple((2 * s, round(2 * s * 2 ** (1 / 3)), round(2 * s * 2 ** (2 / 3)))
-                      for s in STRIDES)
-        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(STRIDES))
+                      for s in strides)
+        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(strides))
         return RetinaNet(backbone, spec.num_classes + 1, anchor_generator=anchors,
                          score_thresh=0.01, detections_per_img=MAX_DETECTIONS,
                          topk_candidates=MAX_DETECTIONS, **common)
-    anchors = AnchorGenerator(tuple((s,) for s in STRIDES), ((1.0,),) * len(STRIDES))
+    anchors = AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
     return FCOS(backbone, spec.num_classes + 1, anchor_generator=anchors, score_thresh=0.01,
                 detections_per_img=MAX_DETECTIONS, topk_candidates=MAX_DETECTIONS, **common)

@@ -64,6 +64,8 @@ class TrainPlan:
         backbone_weights: local ImageNet weights file, or None.
         anchor_base: Faster R-CNN's anchor side on P2 in px, doubling per level (8: ours, sized
             to tiny objects; 32: mmdet's default scale 8 × stride 4).
+        first_level: RetinaNet's and FCOS's lowest pyramid level (2: P2–P7, ours; 3: P3–P7,
+            mmdet's default and the paper's FCOS baseline).
         norm_eval: keep every batch-norm layer in eval mode while training (mmdet's
             ``norm_eval=True``): the running statistics stay those the model started with and
             augmented views cannot shift them. For runs that start from a trained model.
@@ -86,6 +88,7 @@ class TrainPlan:
     test_proposals: int
     backbone_weights: str | None = None
     anchor_base: int = 8
+    first_level: int = 2
     norm_eval: bool = False
     augment: str = "none"
 
@@ -153,8 +156,8 @@ def resolve_plan(schedule: str, settings: Mapping[str, Any], *, n_images: int,
 
 
 _OVERRIDABLE = ("crop", "test_size", "iterations", "optimizer", "lr", "backbone", "fpn_channels",
-                "roi_batch", "test_proposals", "backbone_weights", "anchor_base", "norm_eval",
-                "augment")
+                "roi_batch", "test_proposals", "backbone_weights", "anchor_base", "first_level",
+                "norm_eval", "augment")
 
 
 def _cast(key: str, value: Any) -> Any:

@@ -29,7 +29,7 @@ def detector_spec(plan: TrainPlan, model: str, num_classes: int, *, train: bool 
     return DetectorSpec(model=model, num_classes=num_classes, size=size, backbone=plan.backbone,
                         fpn_channels=plan.fpn_channels, backbone_weights=plan.backbone_weights,
                         roi_batch=plan.roi_batch, test_proposals=plan.test_proposals,
-                        anchor_base=plan.anchor_base)
+                        anchor_base=plan.anchor_base, first_level=plan.first_level)
 
 
 def train_detector(samples: list[Sample], plan: TrainPlan, spec: DetectorSpec, work_dir: Path,

@@ -312,7 +312,7 @@ def make_step(cfg: Config, plan: Any, seed: int, device: str) -> Any:
 
         from baselines.assigners.rfla import fcos_loss, rfla_fcos_matches
         from baselines.data import batch_indices, crop_boxes, crop_window, read_tensor, step_rng
-        from baselines.detectors import STRIDES
+        from baselines.detectors import level_strides
 
         size = int(plan.crop or plan.test_size)
         memory = PointMemory(margin=size)
@@ -345,7 +345,7 @@ def make_step(cfg: Config, plan: Any, seed: int, device: str) -> Any:
             anchors = model.anchor_generator(images_t, feats)
             shapes = [(f.shape[2], f.shape[3]) for f in feats]
             napl = [h * w for h, w in shapes]
-            strides = list(STRIDES[:len(feats)])
+            strides = list(level_strides(spec))
             with torch.no_grad():
                 scores = head_out["cls_logits"].detach().sigmoid()
                 pred = model.head.box_coder.decode(head_out["bbox_regression"].detach(),

@@ -64,6 +64,8 @@ def build_variant(spec: Any, variant: Mapping[str, Any]) -> Any:
     model = build_detector(spec, backbone=backbone)
     rfla = variant.get("rfla")
     if rfla is not None:
+        if spec.first_level != 2:  # the receptive-field table starts at P2, as the authors'
+            raise TinysetError("RFLA's detectors start at P2 (first_level = 2)")
         apply_rfla(model, spec.backbone, RFLAConfig(topk=tuple(rfla["topk"]),
                                                     ratio=float(rfla["ratio"]),
                                                     fraction=float(rfla["fraction"])))

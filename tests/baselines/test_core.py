@@ -113,6 +113,34 @@ def test_anchor_base_sets_faster_rcnn_anchor_sides_per_level() -> None:
         assert tuple(s[0] for s in model.rpn.anchor_generator.sizes) == sides
 
 
+def test_first_level_3_gives_mmdet_p3_to_p7_one_stage_detectors() -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from baselines.detectors import build_detector
+    from baselines.methods.rfla import build_variant
+    from baselines.supervised import detector_spec
+
+    ours = resolve_plan("cpu", {}, n_images=1)
+    mmdet = resolve_plan("cpu", {"first_level": "3"}, n_images=1)
+    assert (ours.first_level, mmdet.first_level) == (2, 3)
+    for plan, strides in ((ours, (4, 8, 16, 32, 64, 128)), (mmdet, (8, 16, 32, 64, 128))):
+        fcos = build_detector(detector_spec(plan, "fcos", 1)).eval()
+        assert tuple(s[0] for s in fcos.anchor_generator.sizes) == strides  # one point per cell
+        retina = build_detector(detector_spec(plan, "retinanet", 1))
+        assert tuple(s[0] for s in retina.anchor_generator.sizes) == tuple(2 * s for s in strides)
+        with torch.no_grad():
+            maps = fcos.backbone(torch.zeros(1, 3, 256, 256))
+        assert [m.shape[-1] for m in maps.values()] == [256 // s for s in strides]
+    with pytest.raises(TinysetError, match="P2"):
+        build_detector(detector_spec(mmdet, "faster_rcnn", 1))
+    with pytest.raises(TinysetError, match="P2"):  # RFLA's receptive fields start at P2
+        build_variant(detector_spec(mmdet, "fcos", 1),
+                      {"rfla": {"topk": [3, 1], "ratio": 0.9, "fraction": 0.5}})
+    with pytest.raises(TinysetError, match="first_level"):
+        build_detector(detector_spec(resolve_plan("cpu", {"first_level": 4}, n_images=1),
+                                     "fcos", 1))
+
+
 def test_lr_schedule_warms_up_from_step_zero_whatever_the_length() -> None:
     assert all(lr_factor(0, total, warmup_steps(total)) == pytest.approx(0.001)
                for total in (1, 2, 5, 100, 10_000))
