@@ -21,12 +21,17 @@ from tinyset_builder.io import read_json
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One image: its path and absolute ``[x0, y0, x1, y1]`` boxes with 1-based class labels."""
+    """One image: its path and absolute ``[x0, y0, x1, y1]`` boxes with 1-based class labels.
+
+    ``clean``: the true boxes behind ``boxes`` (row for row) when the file is a noisy-box variant
+    (annotations with ``clean_bbox``), for measuring how far a method's boxes are from the truth.
+    """
 
     image_id: int
     path: Path
     boxes: npt.NDArray[np.float32]
     labels: npt.NDArray[np.int64]
+    clean: npt.NDArray[np.float32] | None = None
 
 
 def image_path(data_dir: Path, file_name: str, split: str | None) -> Path:
@@ -71,7 +76,7 @@ def load_samples(coco_json: Path, data_dir: Path, class_agnostic: bool = True,
     samples = []
     for img in coco.get("images", []):
         split = img.get("split") or split_hint or "train"
-        boxes, labels = [], []
+        boxes, labels, clean = [], [], []
         for a in by_image.get(int(img["id"]), []):
             if a.get("iscrowd", 0):
                 counts["crowd_skipped"] += 1
@@ -85,9 +90,14 @@ def load_samples(coco_json: Path, data_dir: Path, class_agnostic: bool = True,
                                    f"category_id {a['category_id']}")
             boxes.append((x, y, x + w, y + h))
             labels.append(cmap[int(a["category_id"])])
+            if "clean_bbox" in a:
+                cx, cy, cw, ch = (float(v) for v in a["clean_bbox"])
+                clean.append((cx, cy, cx + cw, cy + ch))
         samples.append(Sample(int(img["id"]), image_path(data_dir, img["file_name"], split),
                               np.asarray(boxes, np.float32).reshape(-1, 4),
-                              np.asarray(labels, np.int64)))
+                              np.asarray(labels, np.int64),
+                              np.asarray(clean, np.float32).reshape(-1, 4)
+                              if boxes and len(clean) == len(boxes) else None))
         counts["images"] += 1
         counts["boxes"] += len(boxes)
     return samples, counts
@@ -152,6 +162,14 @@ def crop_patch(image: Any, boxes: npt.NDArray[np.float32], labels: npt.NDArray[n
 
     Images smaller than ``size`` are zero-padded at the bottom/right, as the build pads tiles.
     """
+    patch, top, left = _crop_image(image, boxes, size, rng, object_bias)
+    kept_boxes, kept_labels, _ = crop_boxes(boxes, labels, top, left, size)
+    return patch, kept_boxes, kept_labels
+
+
+def _crop_image(image: Any, boxes: npt.NDArray[np.float32], size: int,
+                rng: np.random.Generator, object_bias: float) -> tuple[Any, int, int]:
+    """The zero-padded ``size × size`` patch of :func:`crop_patch` and its top-left corner."""
     _, h, w = image.shape
     top, left = crop_window(h, w, boxes, size, rng, object_bias)
     patch = image[:, top:top + size, left:left + size]
@@ -159,18 +177,26 @@ def crop_patch(image: Any, boxes: npt.NDArray[np.float32], labels: npt.NDArray[n
         padded = patch.new_zeros((3, size, size))
         padded[:, :patch.shape[1], :patch.shape[2]] = patch
         patch = padded
-    kept_boxes, kept_labels, _ = crop_boxes(boxes, labels, top, left, size)
-    return patch, kept_boxes, kept_labels
+    return patch, top, left
 
 
 def random_crop(image: Any, sample: Sample, size: int, rng: np.random.Generator,
-                object_bias: float = 0.5) -> tuple[Any, dict[str, Any]]:
-    """:func:`crop_patch` of a labelled sample, with its torchvision target."""
+                object_bias: float = 0.5, clean: bool = False) -> tuple[Any, dict[str, Any]]:
+    """:func:`crop_patch` of a labelled sample, with its torchvision target.
+
+    ``clean``: the target also carries ``clean_boxes``, the sample's clean boxes of the kept
+    boxes, shifted and clipped to the crop (when the sample has them).
+    """
     import torch
 
-    patch, boxes, labels = crop_patch(image, sample.boxes, sample.labels, size, rng, object_bias)
-    return patch, {"boxes": torch.from_numpy(np.ascontiguousarray(boxes)),
-                   "labels": torch.from_numpy(np.ascontiguousarray(labels))}
+    patch, top, left = _crop_image(image, sample.boxes, size, rng, object_bias)
+    boxes, labels, keep = crop_boxes(sample.boxes, sample.labels, top, left, size)
+    target = {"boxes": torch.from_numpy(np.ascontiguousarray(boxes)),
+              "labels": torch.from_numpy(np.ascontiguousarray(labels))}
+    if clean and sample.clean is not None:
+        shifted = sample.clean[keep] - np.array([left, top, left, top], np.float32)
+        target["clean_boxes"] = torch.from_numpy(np.clip(shifted, 0, size))
+    return patch, target
 
 
 def batch_indices(n: int, iteration: int, batch_size: int, seed: int) -> list[int]:
@@ -194,7 +220,7 @@ def step_rng(seed: int, iteration: int, stream: int = 0) -> np.random.Generator:
 
 
 def training_batch(samples: list[Sample], iteration: int, *, batch_size: int, crop: int | None,
-                   seed: int, device: Any = "cpu", augment: str = "none",
+                   seed: int, device: Any = "cpu", augment: str = "none", clean: bool = False,
                    ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Images and torchvision targets of one supervised step (crops when ``crop`` is set).
 
@@ -203,6 +229,8 @@ def training_batch(samples: list[Sample], iteration: int, *, batch_size: int, cr
     teacher–student methods (:func:`baselines.teacher.labeled_view`) and the supervised baseline
     of Soft Teacher's authors (microsoft/SoftTeacher@ba4b1ab ``configs/baseline/base.py``), so
     a baseline compared with those methods can see the same supervised views.
+
+    ``clean``: targets also carry ``clean_boxes`` (:func:`random_crop`) when the samples have them.
     """
     import torch
 
@@ -215,10 +243,14 @@ def training_batch(samples: list[Sample], iteration: int, *, batch_size: int, cr
         image = read_tensor(s.path)
         if crop is None:
             target = {"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)}
+            if clean and s.clean is not None:
+                target["clean_boxes"] = torch.from_numpy(s.clean)
         else:
-            image, target = random_crop(image, s, crop, rng)
+            image, target = random_crop(image, s, crop, rng, clean=clean)
         if augment == "flip_colour":
             if rng.random() < 0.5:
+                if "clean_boxes" in target:
+                    _, target["clean_boxes"] = hflip(image, target["clean_boxes"])
                 image, target["boxes"] = hflip(image, target["boxes"])
             image = colour(image, rng)
         images.append(image.to(device))

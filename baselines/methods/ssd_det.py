@@ -115,6 +115,37 @@ def aligned_iou(a: Any, b: Any) -> Any:
     return inter / (area_a + area_b - inter).clamp(min=1e-6)
 
 
+def clean_quality(pseudo: Any, noisy: Any, clean: Any) -> tuple[Any, Any, Any]:
+    """Per object: IoU of the pseudo box and of the noisy box with the clean box, and the clean
+    box's side ``sqrt(w·h)`` (numpy arrays)."""
+    wh = (clean[:, 2:] - clean[:, :2]).clamp(min=0)
+    return (aligned_iou(pseudo, clean).cpu().numpy(), aligned_iou(noisy, clean).cpu().numpy(),
+            wh.prod(-1).sqrt().cpu().numpy())
+
+
+def clean_summary(records: Sequence[tuple[int, Any, Any, Any]], tail: float = 0.25,
+                  very_tiny: float = 8.0) -> dict[str, Any] | None:
+    """Mean IoU with the clean boxes of the pseudo and the noisy boxes over the last ``tail`` of
+    the steps that recorded any (the pseudo boxes of early steps come from untrained branches),
+    for every object and for very tiny ones (clean side below ``very_tiny`` px)."""
+    if not records:
+        return None
+    last = max(r[0] for r in records)
+    start = last - tail * (last + 1)
+    kept = [r for r in records if r[0] >= start]
+    pseudo, noisy, side = (np.concatenate([r[k] for r in kept]) for k in (1, 2, 3))
+
+    def part(mask: Any) -> dict[str, Any]:
+        if not mask.any():
+            return {"objects": 0}
+        return {"objects": int(mask.sum()), "pseudo": round(float(pseudo[mask].mean()), 4),
+                "noisy": round(float(noisy[mask].mean()), 4),
+                "pseudo_better": round(float((pseudo[mask] > noisy[mask]).mean()), 4)}
+
+    return {"steps": f"{int(min(r[0] for r in kept))}-{last}", "all": part(side >= 0),
+            "very_tiny": part(side < very_tiny), "others": part(side >= very_tiny)}
+
+
 def identity_features(feats: Any) -> Any:
     """SISD's identity features: each proposal's feature plus its bag's (object's) mean feature,
     ``(G, P, D)`` → ``(G, P, D)``."""
@@ -218,7 +249,7 @@ def make_step(cfg: Config, shake: float | None, plan: Any, seed: int, device: st
         heads, pool = _heads(spec.fpn_channels, spec.num_classes, cfg.hidden)
         trainer = nn.ModuleDict({"detector": model, "ssd": heads}).to(device)
         coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
-        counters = {"pseudo_shift": [], "objects": 0}
+        counters: dict[str, Any] = {"pseudo_shift": [], "objects": 0, "clean": []}
 
         def features(feats: Any, boxes: Any, sizes: Any) -> Any:
             flat = [b.reshape(-1, 4) for b in boxes]
@@ -227,7 +258,8 @@ def make_step(cfg: Config, shake: float | None, plan: Any, seed: int, device: st
         def step(it: int) -> Mapping[str, Any]:
             images, targets = training_batch(samples, it, batch_size=plan.batch_size,
                                              crop=plan.crop, seed=seed, device=device,
-                                             augment=plan.augment)
+                                             augment=plan.augment, clean=True)
+            clean = [t.pop("clean_boxes", None) for t in targets]
             images_t, targets_t = model.transform(images, targets)
             feats = model.backbone(images_t.tensors)
             sizes = images_t.image_sizes
@@ -292,6 +324,10 @@ def make_step(cfg: Config, shake: float | None, plan: Any, seed: int, device: st
                 pseudo1 = _clip(merge_topk(bag1, dyn1 + 1e-12 * valid1, cfg.top_k), h, w)
                 counters["pseudo_shift"].append(float((pseudo1 - gt).abs().mean()))
                 counters["objects"] += int(g_n)
+                if clean[n] is not None and tuple(images[n].shape[-2:]) == tuple(sizes[n]):
+                    # a noisy-box variant (and no resize): how far from the truth?
+                    counters["clean"].append((it, *clean_quality(pseudo1.detach(), gt,
+                                                                 clean[n][sel])))
                 new_boxes = boxes.clone()
                 new_boxes[sel] = pseudo1.detach()
                 keep = ((new_boxes[:, 2] > new_boxes[:, 0] + 0.5)
@@ -316,7 +352,8 @@ def make_step(cfg: Config, shake: float | None, plan: Any, seed: int, device: st
             shifts = counters["pseudo_shift"]
             return {"ssd_det": {"mean_pseudo_box_shift_px": round(float(np.mean(shifts)), 3)
                                 if shifts else None, "bag_objects": counters["objects"],
-                                "shake": shake}}
+                                "shake": shake,
+                                "iou_with_clean": clean_summary(counters["clean"])}}
 
         return trainer, step, None, stats
 

@@ -245,6 +245,35 @@ def test_a_finished_first_stage_is_restored_not_trained_again(tmp_path: Path) ->
         fit_stage(done, again, must_not_train, plan, tmp_path, seed=0, config={"stage": 2})
 
 
+def test_clean_boxes_of_a_noisy_variant_follow_crops_and_flips(tmp_path: Path) -> None:
+    import json
+
+    from PIL import Image
+
+    from baselines.data import training_batch
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                             "bbox": [42, 41, 8, 6], "clean_bbox": [40, 40, 8, 6]}]}
+    (tmp_path / "train.json").write_text(json.dumps(coco))
+    samples, _ = load_samples(tmp_path / "train.json", tmp_path, True)
+    assert samples[0].clean.tolist() == [[40, 40, 48, 46]]
+    signs = set()
+    for it in range(8):
+        _, targets = training_batch(samples, it, batch_size=1, crop=64, seed=3,
+                                    augment="flip_colour", clean=True)
+        noisy, clean = targets[0]["boxes"][0], targets[0]["clean_boxes"][0]
+        offset = (noisy - clean).tolist()             # the noise, mirrored when flipped
+        assert offset in ([2, 1, 2, 1], [-2, 1, -2, 1])
+        signs.add(offset[0])
+    assert signs == {2, -2}                           # both views drawn
+    _, plain = training_batch(samples, 0, batch_size=1, crop=64, seed=3)
+    assert "clean_boxes" not in plain[0]              # only on request
+
+
 def test_flip_colour_views_are_the_plain_crops_flipped_or_not(tiny: Path) -> None:
     from baselines.data import training_batch
 

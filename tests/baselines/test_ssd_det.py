@@ -113,7 +113,8 @@ def test_one_training_step_trains_the_self_distillation_branches(tmp_path) -> No
     pixels[20:30, 24:34] = 255
     Image.fromarray(pixels).save(tmp / "a.png")
     sample = Sample(1, tmp / "a.png", np.array([[22.0, 19.0, 33.0, 31.0]], np.float32),
-                    np.array([1], np.int64))
+                    np.array([1], np.int64), clean=np.array([[24.0, 20.0, 34.0, 30.0]],
+                                                            np.float32))
     plan = resolve_plan("smoke", {"smoke_size": 64, "backbone": "resnet18",
                                   "fpn_channels": 32, "batch_size": 1}, n_images=1)
     spec = detector_spec(plan, "faster_rcnn", 1)
@@ -131,3 +132,22 @@ def test_one_training_step_trains_the_self_distillation_branches(tmp_path) -> No
     for name in ("spsd_reg", "iou", "cls1", "ins0"):
         assert heads[name].weight.grad.abs().sum() > 0, name
     assert stats()["ssd_det"]["bag_objects"] == 1
+    # the noisy box's IoU with the clean one, by hand: overlap 9 × 10 over 132 + 100 − 90
+    quality = stats()["ssd_det"]["iou_with_clean"]
+    assert quality["all"]["noisy"] == pytest.approx(90 / 142, abs=1e-4)
+    assert quality["all"]["objects"] == 1 and quality["very_tiny"] == {"objects": 0}
+    assert 0.0 <= quality["all"]["pseudo"] <= 1.0
+
+
+def test_clean_summary_keeps_the_last_quarter_and_splits_very_tiny() -> None:
+    from baselines.methods.ssd_det import clean_summary
+
+    early = (0, np.array([0.0]), np.array([0.5]), np.array([20.0]))     # left out
+    late = [(6, np.array([0.9, 0.2]), np.array([0.6, 0.4]), np.array([20.0, 5.0])),
+            (7, np.array([0.7]), np.array([0.8]), np.array([4.0]))]
+    out = clean_summary([early, *late])                # steps 0–7: the last quarter is 6–7
+    assert out["steps"] == "6-7"
+    assert out["all"] == {"objects": 3, "pseudo": 0.6, "noisy": 0.6, "pseudo_better": 0.3333}
+    assert out["very_tiny"] == {"objects": 2, "pseudo": 0.45, "noisy": 0.6, "pseudo_better": 0.0}
+    assert out["others"] == {"objects": 1, "pseudo": 0.9, "noisy": 0.6, "pseudo_better": 1.0}
+    assert clean_summary([]) is None
