@@ -331,10 +331,18 @@ def burn_in(pairing: Pairing, rows: Sequence[Any], data: Path, runs: Path, *,
     return out
 
 
+def control(row: Any, method: str) -> Any:
+    """A control row: ``row`` (labels, options, budget) trained by another native ``method``,
+    e.g. SSD-Det's row with ``rfla`` is its detector and RPN on the noisy boxes without bags."""
+    return replace(row, id=f"{row.id}-as-{method}", name=f"{row.name} as {method}",
+                   options={**row.options, "method": method}, paper={})
+
+
 def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | None,
                seeds: Sequence[int], minutes: float, extra: dict[str, Any],
                only: Sequence[str] | None = None, devices: Sequence[str] = ("cpu",),
-               warm_start: float | None = None) -> list[dict[str, Any]]:
+               warm_start: float | None = None,
+               as_method: str | None = None) -> list[dict[str, Any]]:
     """Run (or reuse) every baseline and method run of a family; return one row per
     (setting, row id) with AP50 per seed. ``devices`` as ``tinyset benchmark --device``
     (``cpu,cpu`` runs two at once, one torch thread each).
@@ -342,6 +350,8 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
     ``warm_start``: every row (baselines included) starts from the same labelled-only model of
     its detector, trained that many CPU-minutes (:func:`burn_in`), then spends ``minutes``
     more; the budgets stay equal and the methods' teachers start from a detector that detects.
+
+    ``as_method``: the selected method rows run as :func:`control` rows of that native method.
     """
     from benchmark.manifest import load_methods
     from benchmark.results import ResultsStore
@@ -352,6 +362,8 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
     for pairing in FAMILIES[name](manifest, settings):
         rows = [m for m in (*pairing.baselines, *pairing.methods)
                 if not only or m.id in only or m.options.get("method") in only]
+        if as_method:
+            rows = [control(m, as_method) if m in pairing.methods else m for m in rows]
         run_extra = {**pairing.extra, **extra}
         if warm_start:
             ckpt = burn_in(pairing, rows, data, runs, seeds=seeds, minutes=warm_start,
@@ -477,6 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warm-start", type=float, metavar="MINUTES",
                    help="start every row from the same labelled-only model of its detector "
                         "trained MINUTES CPU-minutes (stored under RUNS/burn-in-MINUTES)")
+    p.add_argument("--as-method", metavar="METHOD",
+                   help="a control: the selected method rows trained by this native method "
+                        "instead (e.g. --only 14 --as-method rfla)")
     p.add_argument("--devices", default="cpu",
                    help="comma list as tinyset benchmark --device (cpu,cpu: two runs at once)")
     p.add_argument("--runs", type=Path, required=True)
@@ -507,7 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       else None, seeds=[int(s) for s in a.seeds.split(",")],
                       minutes=a.minutes, extra=extra,
                       only=a.only.split(",") if a.only else None,
-                      devices=a.devices.split(","), warm_start=a.warm_start)
+                      devices=a.devices.split(","), warm_start=a.warm_start,
+                      as_method=a.as_method)
     a.out.mkdir(parents=True, exist_ok=True)
     md = TABLES.get(a.family, table)(rows)
     (a.out / f"{a.family}.md").write_text(md + "\n")

@@ -67,3 +67,16 @@ def test_a_warm_started_variant_starts_from_the_plain_detector(tmp_path: Path) -
     want = read_saved(ckpt)["model"]
     params = [k for k, v in saved["model"].items() if v.is_floating_point() and "running" not in k]
     assert params and all(torch.equal(saved["model"][k], want[k]) for k in params)
+
+
+def test_a_control_row_is_its_row_trained_by_another_method() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import label_efficient as le
+
+    rows = {m.id: m for m in load_methods().methods}
+    ctl = le.control(rows["14"], "rfla")
+    assert (ctl.id, ctl.options["method"], ctl.setting, ctl.paper) == (
+        "14-as-rfla", "rfla", "noise-40", {})
+    assert {k: v for k, v in ctl.options.items() if k != "method"} == {
+        k: v for k, v in rows["14"].options.items() if k != "method"}
+    assert rows["14"].options["method"] == "ssd_det"          # the manifest row is untouched
