@@ -248,10 +248,12 @@ def training_batch(samples: list[Sample], iteration: int, *, batch_size: int, cr
         else:
             image, target = random_crop(image, s, crop, rng, clean=clean)
         if augment == "flip_colour":
-            if rng.random() < 0.5:
-                if "clean_boxes" in target:
-                    _, target["clean_boxes"] = hflip(image, target["clean_boxes"])
-                image, target["boxes"] = hflip(image, target["boxes"])
+            if rng.random() < 0.5:   # one flip of the image for the boxes and the clean boxes
+                keys = [k for k in ("boxes", "clean_boxes") if k in target]
+                image, flipped = hflip(image, torch.cat([target[k] for k in keys]))
+                for k, part in zip(keys, flipped.split([len(target[k]) for k in keys]),
+                                   strict=True):
+                    target[k] = part
             image = colour(image, rng)
         images.append(image.to(device))
         targets.append({k: v.to(device) for k, v in target.items()})

@@ -315,6 +315,7 @@ def make_step(cfg: Config, plan: Any, seed: int, device: str) -> Any:
         from baselines.detectors import level_strides
 
         size = int(plan.crop or plan.test_size)
+        strides = list(level_strides(spec))
         memory = PointMemory(margin=size)
         clc = ClassConfidence(spec.num_classes, cfg.samples, tuple(cfg.threshold),
                               cfg.frozen_iter)
@@ -345,7 +346,6 @@ def make_step(cfg: Config, plan: Any, seed: int, device: str) -> Any:
             anchors = model.anchor_generator(images_t, feats)
             shapes = [(f.shape[2], f.shape[3]) for f in feats]
             napl = [h * w for h, w in shapes]
-            strides = list(level_strides(spec))
             with torch.no_grad():
                 scores = head_out["cls_logits"].detach().sigmoid()
                 pred = model.head.box_coder.decode(head_out["bbox_regression"].detach(),
