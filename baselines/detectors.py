@@ -20,6 +20,7 @@ initialisation. The FPN width is configurable (256 as in the paper; narrower on 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,5 +166,86 @@ def build_detector(spec: DetectorSpec, backbone: Any = None) -> Any:
                          score_thresh=0.01, detections_per_img=MAX_DETECTIONS,
                          topk_candidates=MAX_DETECTIONS, **common)
     anchors = AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
-    return FCOS(backbone, spec.num_classes + 1, anchor_generator=anchors, score_thresh=0.01,
-                detections_per_img=MAX_DETECTIONS, topk_candidates=MAX_DETECTIONS, **common)
+    head = _fcos_head_class()(backbone.out_channels, 1, spec.num_classes + 1)
+    return FCOS(backbone, spec.num_classes + 1, anchor_generator=anchors, head=head,
+                score_thresh=0.01, detections_per_img=MAX_DETECTIONS,
+                topk_candidates=MAX_DETECTIONS, **common)
+
+
+@functools.cache
+def _fcos_head_class() -> type:
+    from torchvision.models.detection.fcos import FCOSHead
+
+    class CentrenessWeightedFCOSHead(FCOSHead):
+        """torchvision's FCOS head (same modules and weights) with mmdet's box loss
+        (:func:`fcos_loss`)."""
+
+        def compute_loss(self, targets: list[dict[str, Any]], head_outputs: dict[str, Any],
+                         anchors: list[Any], matched_idxs: list[Any]) -> dict[str, Any]:
+            return fcos_loss(self, targets, head_outputs, anchors, matched_idxs)
+
+    return CentrenessWeightedFCOSHead
+
+
+def fcos_loss(head: Any, targets: list[dict[str, Any]], head_outputs: dict[str, Any],
+              anchors: list[Any], matched_idxs: list[Any], cls_weights: Any = None,
+              ) -> dict[str, Any]:
+    """FCOS's losses (focal, GIoU, centre-ness) for given matches, optionally weighting the
+    classification term per point (``cls_weights`` ``(N, A)``, DN-TOD's reweighting).
+
+    As torchvision's ``FCOSHead.compute_loss`` except for the box term: each positive's GIoU is
+    weighted by its centre-ness target and the sum normalised by the targets' sum, as mmdet's
+    ``FCOSHead.loss`` (the paper's FCOS baselines) and the authors' RFLA head do; torchvision sums
+    the GIoU unweighted. The centre-ness target clamps the smaller distance at 0.01 (as RFLA's
+    head) because a KLD-assigned point may lie outside its tiny box. Without the weighting, the
+    off-centre positives — most of them for objects near or below the stride — pull the ReLU'd
+    distances towards zero, and from random initialisation the regression branch can die (every
+    predicted box 0 × 0).
+    """
+    import torch
+    import torch.nn.functional as F
+    from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+
+    cls_logits = head_outputs["cls_logits"]
+    bbox_regression = head_outputs["bbox_regression"]
+    bbox_ctrness = head_outputs["bbox_ctrness"]
+    gt_cls, gt_boxes = [], []
+    for target, matched in zip(targets, matched_idxs, strict=True):
+        if len(target["labels"]) == 0:
+            cls_i = target["labels"].new_zeros((len(matched),))
+            box_i = target["boxes"].new_zeros((len(matched), 4))
+        else:
+            cls_i = target["labels"][matched.clip(min=0)].clone()
+            box_i = target["boxes"][matched.clip(min=0)]
+        cls_i[matched < 0] = -1
+        gt_cls.append(cls_i)
+        gt_boxes.append(box_i)
+    gt_boxes_t, gt_cls_t = torch.stack(gt_boxes), torch.stack(gt_cls)
+    anchors_t = torch.stack(anchors)
+    fg = gt_cls_t >= 0
+    num_fg = max(1, int(fg.sum().item()))
+    onehot = torch.zeros_like(cls_logits)
+    onehot[fg, gt_cls_t[fg]] = 1.0
+    focal = sigmoid_focal_loss(cls_logits, onehot, reduction="none")
+    if cls_weights is not None:
+        focal = focal * cls_weights[..., None]
+    pred_boxes = head.box_coder.decode(bbox_regression, anchors_t)
+    ltrb = head.box_coder.encode(anchors_t, gt_boxes_t)
+    ctr = centerness_targets(ltrb)
+    giou = generalized_box_iou_loss(pred_boxes[fg], gt_boxes_t[fg], reduction="none")
+    loss_reg = (giou * ctr[fg]).sum() / ctr[fg].sum().clamp(min=1e-6)
+    loss_ctr = F.binary_cross_entropy_with_logits(bbox_ctrness[..., 0][fg], ctr[fg],
+                                                  reduction="sum")
+    return {"classification": focal.sum() / num_fg, "bbox_regression": loss_reg,
+            "bbox_ctrness": loss_ctr / num_fg}
+
+
+def centerness_targets(ltrb: Any) -> Any:
+    """FCOS centre-ness of ``(..., 4)`` point-to-side distances, the smaller distance of each
+    axis clamped at 0.01 (a point outside its box gets a small positive target, not NaN)."""
+    import torch
+
+    lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]
+    return torch.sqrt((lr.min(-1).values.clamp(min=0.01) / lr.max(-1).values.clamp(min=0.01))
+                      * (tb.min(-1).values.clamp(min=0.01) / tb.max(-1).values.clamp(min=0.01)))
+

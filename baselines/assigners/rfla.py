@@ -186,68 +186,6 @@ def _rfla_rpn_class() -> type:
     return RFLARegionProposalNetwork
 
 
-def fcos_loss(head: Any, targets: list[dict[str, Any]], head_outputs: dict[str, Any],
-              anchors: list[Any], matched_idxs: list[Any], cls_weights: Any = None,
-              ) -> dict[str, Any]:
-    """FCOS's losses (focal, GIoU, centre-ness) for given matches, optionally weighting the
-    classification term per point (``cls_weights`` ``(N, A)``, DN-TOD's reweighting).
-
-    As torchvision's ``FCOSHead.compute_loss`` except for two things the authors' RFLA head
-    (``RFLA_FCOSHead.loss``) does because a KLD-assigned point may lie outside its tiny box:
-    the centre-ness target clamps the smaller distance at 0.01, and the box loss of each positive
-    is weighted by that centre-ness target (normalised by their sum). Without the weighting, the
-    positives outside their boxes — most of them for objects below the stride — only ever pull
-    the ReLU'd distances towards zero, and from random initialisation the regression branch dies
-    (every predicted box 0 × 0).
-    """
-    import torch
-    import torch.nn.functional as F
-    from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
-
-    cls_logits = head_outputs["cls_logits"]
-    bbox_regression = head_outputs["bbox_regression"]
-    bbox_ctrness = head_outputs["bbox_ctrness"]
-    gt_cls, gt_boxes = [], []
-    for target, matched in zip(targets, matched_idxs, strict=True):
-        if len(target["labels"]) == 0:
-            cls_i = target["labels"].new_zeros((len(matched),))
-            box_i = target["boxes"].new_zeros((len(matched), 4))
-        else:
-            cls_i = target["labels"][matched.clip(min=0)].clone()
-            box_i = target["boxes"][matched.clip(min=0)]
-        cls_i[matched < 0] = -1
-        gt_cls.append(cls_i)
-        gt_boxes.append(box_i)
-    gt_boxes_t, gt_cls_t = torch.stack(gt_boxes), torch.stack(gt_cls)
-    anchors_t = torch.stack(anchors)
-    fg = gt_cls_t >= 0
-    num_fg = max(1, int(fg.sum().item()))
-    onehot = torch.zeros_like(cls_logits)
-    onehot[fg, gt_cls_t[fg]] = 1.0
-    focal = sigmoid_focal_loss(cls_logits, onehot, reduction="none")
-    if cls_weights is not None:
-        focal = focal * cls_weights[..., None]
-    pred_boxes = head.box_coder.decode(bbox_regression, anchors_t)
-    ltrb = head.box_coder.encode(anchors_t, gt_boxes_t)
-    ctr = centerness_targets(ltrb)
-    giou = generalized_box_iou_loss(pred_boxes[fg], gt_boxes_t[fg], reduction="none")
-    loss_reg = (giou * ctr[fg]).sum() / ctr[fg].sum().clamp(min=1e-6)
-    loss_ctr = F.binary_cross_entropy_with_logits(bbox_ctrness[..., 0][fg], ctr[fg],
-                                                  reduction="sum")
-    return {"classification": focal.sum() / num_fg, "bbox_regression": loss_reg,
-            "bbox_ctrness": loss_ctr / num_fg}
-
-
-def centerness_targets(ltrb: Any) -> Any:
-    """FCOS centre-ness of ``(..., 4)`` point-to-side distances, the smaller distance of each
-    axis clamped at 0.01 (a point outside its box gets a small positive target, not NaN)."""
-    import torch
-
-    lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]
-    return torch.sqrt((lr.min(-1).values.clamp(min=0.01) / lr.max(-1).values.clamp(min=0.01))
-                      * (tb.min(-1).values.clamp(min=0.01) / tb.max(-1).values.clamp(min=0.01)))
-
-
 def fcos_point_priors(anchors_i: Any, num_anchors_per_level: Sequence[int],
                       erf: Sequence[float]) -> Any:
     """RFLA priors of an FCOS image's points (anchors are stride-sized squares on the points)."""
@@ -286,7 +224,7 @@ def _rfla_fcos_class() -> type:
                          ) -> dict[str, Any]:
             matched = rfla_fcos_matches(anchors, targets, num_anchors_per_level, self.erf,
                                         self.rfla)
-            return fcos_loss(self.head, targets, head_outputs, anchors, matched)
+            return self.head.compute_loss(targets, head_outputs, anchors, matched)
 
     return RFLAFCOS
 

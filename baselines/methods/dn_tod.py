@@ -310,9 +310,9 @@ def make_step(cfg: Config, plan: Any, seed: int, device: str) -> Any:
     def factory(model: Any, samples: list[Any], spec: Any) -> tuple[Any, Any, Any, Any]:
         import torch
 
-        from baselines.assigners.rfla import fcos_loss, rfla_fcos_matches
+        from baselines.assigners.rfla import rfla_fcos_matches
         from baselines.data import batch_indices, crop_boxes, crop_window, read_tensor, step_rng
-        from baselines.detectors import level_strides
+        from baselines.detectors import fcos_loss, level_strides
 
         size = int(plan.crop or plan.test_size)
         strides = list(level_strides(spec))

@@ -114,21 +114,19 @@ def test_rfla_detectors_assign_with_receptive_fields() -> None:
 def test_fcos_box_loss_is_weighted_by_the_centreness_target() -> None:
     """One positive at the centre of a 3-px box, one 8 px to its right (outside, as a KLD
     assignment gives for boxes below the stride): the GIoU terms are weighted by their clamped
-    centre-ness targets, worked out by hand, as the authors' RFLA FCOS head weights them."""
-    from types import SimpleNamespace
+    centre-ness targets, worked out by hand, as mmdet's FCOS head and the authors' RFLA FCOS head
+    weight them. The head is the plain FCOS row's, so every FCOS row has this loss."""
+    from baselines.detectors import DetectorSpec, build_detector
 
-    from torchvision.models.detection._utils import BoxLinearCoder
-
-    from baselines.assigners.rfla import fcos_loss
-
-    head = SimpleNamespace(box_coder=BoxLinearCoder(normalize_by_size=True))
+    fcos_spec = DetectorSpec("fcos", 1, 64, backbone="resnet18", fpn_channels=32)
+    head = build_detector(fcos_spec).head
     anchors = [torch.tensor([[0.0, 0.0, 4.0, 4.0], [8.0, 0.0, 12.0, 4.0]])]  # points (2,2), (10,2)
     box = torch.tensor([[0.5, 0.5, 3.5, 3.5]])
     targets = [{"boxes": box, "labels": torch.tensor([0])}]
     reg = torch.tensor([[[0.5, 0.5, 0.5, 0.5], [0.25, 0.25, 0.25, 0.25]]])  # ltrb / stride 4
     out = {"cls_logits": torch.zeros(1, 2, 1), "bbox_regression": reg,
            "bbox_ctrness": torch.zeros(1, 2, 1)}
-    losses = fcos_loss(head, targets, out, anchors, [torch.tensor([0, 0])])
+    losses = head.compute_loss(targets, out, anchors, [torch.tensor([0, 0])])
 
     def giou(a: list[float], b: list[float]) -> float:
         iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
