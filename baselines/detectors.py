@@ -10,6 +10,9 @@ What is changed from torchvision's COCO defaults, and why (AI-TOD-style configs,
   ``2·stride`` with 3 octave scales (8–256 px), FCOS size ranges starting at stride 4;
 * **up to 3,000 detections per image** (the evaluator's largest maxDets), the RPN keeps 3,000
   proposals at test time, low score thresholds so AP sees the whole precision-recall curve;
+* **FCOS's box loss** weighted by the centre-ness target, as mmdet's ``FCOSHead`` (the paper's
+  FCOS) and the authors' RFLA head; torchvision's sums it unweighted, and from random
+  initialisation its P3–P7 FCOS lost the box regression on tiny objects (:func:`fcos_loss`);
 * **input** ``size × size`` without resizing up or down (``min_size = max_size = size``): training
   crops and 1024² test tiles pass at their own scale.
 
