@@ -317,6 +317,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
 
                 write_npz(pred_path.with_suffix(".npz"), results_to_columns(results))
                 record["predictions"] = PREDICTIONS_FILE
+                record["detections"] = detection_shape(results)
                 record["metrics"] = timed("evaluate", lambda: evaluate_predictions(
                     job.eval_json, pred_path, job.prompts_json))
                 record["status"] = "ok"
@@ -330,6 +331,17 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     record["finished"] = _now()
     store.save(spec.key, record)
     return record
+
+
+def detection_shape(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How many detections a run made and the share under one pixel wide or high.
+
+    A share near 1 means the detector's box regression collapsed (a failure a one-stage detector
+    trained from random initialisation on tiny objects can fall into: every distance ReLU'd to 0),
+    which AP alone reports only as a low number.
+    """
+    sub = sum(1 for r in results if r["bbox"][2] < 1 or r["bbox"][3] < 1)
+    return {"count": len(results), "sub_pixel": round(sub / len(results), 4) if results else None}
 
 
 # ---------------------------------------------------------------------------------------------

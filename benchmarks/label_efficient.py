@@ -62,6 +62,8 @@ class Pairing:
 #: Soft Teacher's and PseCo's labelled branch flips and applies one colour operation, as Soft
 #: Teacher's authors' supervised baseline does; the semi family's baseline sees the same views.
 TEACHER_VIEWS = {"augment": "flip_colour"}
+#: A run whose share of sub-pixel boxes exceeds this lost its box regression (``collapsed``).
+COLLAPSED = 0.5
 
 
 #: family name -> function(manifest methods, settings or None) -> pairings.
@@ -395,7 +397,9 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
                                     if k.startswith("pseudo_") and k != "pseudo_labels"}
                                    for r in recs],
                         "iterations": [((r or {}).get("notes") or {}).get("iterations")
-                                       for r in recs]})
+                                       for r in recs],
+                        "sub_pixel": [((r or {}).get("detections") or {}).get("sub_pixel")
+                                      for r in recs]})
             if name in SIZE_IOU:
                 iou = SIZE_IOU[name]
                 out[-1][f"AP{round(100 * float(iou))}_by_size"] = [size_ap(r, iou) for r in recs]
@@ -415,7 +419,8 @@ def mean_sd(values: Sequence[float | None]) -> tuple[float | None, float | None,
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: AP50 mean ± sd per row, gap to each baseline of its setting, the paper's gap."""
     lines = ["| setting | row | role | AP50 (mean ± sd, n) | gap to baselines | paper AP50 "
-             "(gap) | APvt / APt (mean) | iterations |", "|---|---|---|---|---|---|---|---|"]
+             "(gap) | APvt / APt (mean) | iterations | collapsed |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mean, sd, n = mean_sd(r["AP50"])
         cell = "—" if mean is None else (f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None
@@ -432,8 +437,15 @@ def table(rows: list[dict[str, Any]]) -> str:
         sizes = " / ".join("—" if mean_sd(r.get(k, []))[0] is None
                            else f"{mean_sd(r.get(k, []))[0]:.2f}" for k in ("APvt", "APt"))
         lines.append(f"| {r['setting']} | {r['id']} {r['name']} | {r['role']} | {cell} | "
-                     f"{'; '.join(gaps)} | {paper} | {sizes} | {r['iterations']} |")
+                     f"{'; '.join(gaps)} | {paper} | {sizes} | {r['iterations']} | "
+                     f"{collapsed(r.get('sub_pixel', []))} |")
     return "\n".join(lines)
+
+
+def collapsed(shares: Sequence[float | None]) -> str:
+    """``k of n`` seeds whose box regression collapsed (over half the boxes under 1 px)."""
+    got = [v for v in shares if v is not None]
+    return f"{sum(v > COLLAPSED for v in got)} of {len(got)}" if got else "—"
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

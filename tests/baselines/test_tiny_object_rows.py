@@ -80,3 +80,17 @@ def test_a_control_row_is_its_row_trained_by_another_method() -> None:
     assert {k: v for k, v in ctl.options.items() if k != "method"} == {
         k: v for k, v in rows["14"].options.items() if k != "method"}
     assert rows["14"].options["method"] == "ssd_det"          # the manifest row is untouched
+
+
+def test_the_table_counts_seeds_whose_box_regression_collapsed() -> None:
+    """Over half the boxes under 1 px marks a seed collapsed; missing shares are not counted."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import label_efficient as le
+
+    assert le.collapsed([0.0, 0.9999, 0.05]) == "1 of 3"
+    assert le.collapsed([0.5, None, 1.0]) == "1 of 2"        # exactly half is not over half
+    assert le.collapsed([None]) == "—"
+    row = {"setting": "noise-40", "id": "11", "name": "FCOS", "role": "baseline",
+           "paper_AP50": 33.5, "AP50": [0.0, 27.3], "APvt": [0.0, 15.2], "APt": [0.0, 75.5],
+           "iterations": [394, 394], "sub_pixel": [1.0, 0.0]}
+    assert le.table([row]).splitlines()[-1].endswith("| [394, 394] | 1 of 2 |")

@@ -62,6 +62,9 @@ def test_runs_store_records_isolate_failures_and_resume(data: Path, tmp_path: Pa
     predictions = json.loads((run_dir / "predictions.json").read_text())
     test_gt = json.loads((data / "annotations" / "test.json").read_text())
     assert len(predictions) == len(test_gt["annotations"])
+    sub = sum(1 for a in test_gt["annotations"] if min(a["bbox"][2:]) < 1)
+    assert ok["detections"] == {"count": len(predictions),
+                                "sub_pixel": round(sub / len(predictions), 4)}
 
     assert recs["crash"]["status"] == "failed: RuntimeError: CUDA out of memory (simulated)"
     assert "Traceback" in (store.run_dir(specs[1].key) / "error.log").read_text()
@@ -84,6 +87,15 @@ def test_runs_store_records_isolate_failures_and_resume(data: Path, tmp_path: Pa
     forced = plan(methods[:1], data, runs, force=True)
     assert run_benchmark(forced)[0]["status"] == "ok"
     assert (store.run_dir(specs[0].key) / "work" / "trained.txt").read_text() == "2"
+
+
+def test_detection_shape_flags_a_collapsed_box_regression() -> None:
+    from benchmark.runner import detection_shape
+
+    dets = [{"bbox": [0, 0, 5, 4]}, {"bbox": [3, 3, 0.5, 6]}, {"bbox": [1, 1, 2, 0.0]},
+            {"bbox": [9, 9, 1, 1]}]
+    assert detection_shape(dets) == {"count": 4, "sub_pixel": 0.5}   # 1 px itself is not under
+    assert detection_shape([]) == {"count": 0, "sub_pixel": None}
 
 
 def test_variants_are_derived_and_wired_into_the_job(data: Path, tmp_path: Path) -> None:
