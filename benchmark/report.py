@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.manifest import PAPER_METRICS, PARADIGM_TITLES, Manifest, Method, load_methods
-from benchmark.results import ResultsStore
+from benchmark.results import ResultsStore, is_collapsed
 from tinyset_builder.errors import TinysetError
 
 FORMATS = ("rich", "md", "latex", "csv", "html")
@@ -55,7 +55,9 @@ def measured(store: ResultsStore) -> Any:
         ok = g[g["kind"] == "ok"]
         shown = ok if len(ok) else g
         row: dict[str, Any] = {"dataset": dataset, "method": method, "setting": setting,
-                               "seeds": len(ok), "status": "ok" if len(ok) else
+                               "seeds": len(ok),
+                               "collapsed": sum(is_collapsed(v) for v in ok["sub_pixel"]),
+                               "status": "ok" if len(ok) else
                                g.sort_values("seed")["status"].iloc[-1],
                                # what ran: the run's schedule (e.g. "cpu 4 min") and adapter
                                "run_schedule": ", ".join(sorted(set(shown["schedule"]))),
@@ -88,7 +90,8 @@ def report_frame(store: ResultsStore, manifest: Manifest | None = None, *, table
 
     Returns:
         A DataFrame with ``dataset, group, id, method, setting, backbone, schedule, status,
-        seeds`` and ``<metric>_paper``, ``<metric>_measured``, ``<metric>_std`` per metric.
+        seeds, collapsed`` (ok seeds whose box regression collapsed) and ``<metric>_paper``,
+        ``<metric>_measured``, ``<metric>_std`` per metric.
     """
     import pandas as pd
 
@@ -129,7 +132,8 @@ def report_frame(store: ResultsStore, manifest: Manifest | None = None, *, table
                     "schedule": _run_value(hit, "run_schedule", m.schedule),
                     "impl": hit["impl"].iloc[0] if len(hit) else m.adapter,
                     "status": hit["status"].iloc[0] if len(hit) else "not run",
-                    "seeds": int(hit["seeds"].iloc[0]) if len(hit) else 0}
+                    "seeds": int(hit["seeds"].iloc[0]) if len(hit) else 0,
+                    "collapsed": int(hit["collapsed"].iloc[0]) if len(hit) else 0}
                 for k in PAPER_METRICS:
                     same = setting == m.setting
                     row[f"{k}_paper"] = m.paper.get(k, math.nan) if same else math.nan
@@ -175,8 +179,17 @@ def _status(s: str, width: int = _STATUS_WIDTH) -> str:
     return s if len(s) <= width else s[:width - 1] + "…"
 
 
+def _seed_note(row: Any) -> str:
+    """The status's suffix: the number of seeds, and how many collapsed (AP alone shows a
+    collapsed box regression as just a low number)."""
+    note = f" (n={row['seeds']})" if row["seeds"] > 1 else ""
+    if row.get("collapsed"):
+        note += f", box regression collapsed on {row['collapsed']} of {row['seeds']}"
+    return note
+
+
 def _cells(row: Any) -> list[str]:
-    seeds = f" (n={row['seeds']})" if row["seeds"] > 1 else ""
+    seeds = _seed_note(row)
     head = [f"#{row['id']}" if str(row["id"]).isdigit() else str(row["id"]), row["method"],
             row["impl"], row["setting"], row["backbone"], row["schedule"]]
     metrics = [f"{_num(row[f'{k}_paper'])} / {_num(row[f'{k}_measured'])}"
@@ -385,8 +398,8 @@ def to_html(frame: Any, table: str = "I", title: str = "TinySet benchmark report
                 parts.append(f"<tr class='g'><td colspan='{len(HEADERS)}'>"
                              f"{html.escape(group)}</td></tr>")
             cells = _cells(row)
-            cells[-1] = str(row["status"])  # the full reason in HTML
-            kind = cells[-1].split(":", 1)[0]
+            cells[-1] = str(row["status"]) + _seed_note(row)  # the full reason in HTML
+            kind = str(row["status"]).split(":", 1)[0]
             tds = [f"<td>{html.escape(c)}</td>" for c in cells[:N_HEAD]]
             tds += [f"<td class='n'>{html.escape(c)}</td>" for c in cells[N_HEAD:-1]]
             tds.append(f"<td class='{html.escape(kind)}'>{html.escape(cells[-1])}</td>")

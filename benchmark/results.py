@@ -56,6 +56,16 @@ def dataset_key(data_dir: Path) -> str:
     return f"{data_dir.resolve().name}-{digest}"
 
 
+#: A run whose share of sub-pixel boxes (``detections.sub_pixel``) exceeds this lost its box
+#: regression: reports count such seeds as ``collapsed``.
+COLLAPSED_SHARE = 0.5
+
+
+def is_collapsed(sub_pixel: float | None) -> bool:
+    """Whether a run's detections show a collapsed box regression (missing share: no)."""
+    return sub_pixel is not None and sub_pixel > COLLAPSED_SHARE
+
+
 def status_kind(status: str) -> str:
     """``ok``, ``failed`` or ``unavailable`` from a status string."""
     return status.split(":", 1)[0].strip()
@@ -106,7 +116,8 @@ class ResultsStore:
 
         Columns: ``dataset, method, name, paradigm, setting, seed, adapter, schedule, status,
         kind`` (ok/failed/unavailable), one column per metric the evaluator returned (as stored),
-        and ``train_s``, ``predict_s``, ``total_s``.
+        ``train_s``, ``predict_s``, ``total_s``, and ``sub_pixel`` (share of detections under
+        1 px, None when not recorded).
         """
         import pandas as pd
 
@@ -123,7 +134,8 @@ class ResultsStore:
                 "status": r["status"],
                 "kind": status_kind(r["status"]),
                 "train_s": durations.get("train"), "predict_s": durations.get("predict"),
-                "total_s": durations.get("total")}
+                "total_s": durations.get("total"),
+                "sub_pixel": (r.get("detections") or {}).get("sub_pixel")}
             for k, v in (r.get("metrics") or {}).items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     row[k] = float(v)

@@ -62,8 +62,6 @@ class Pairing:
 #: Soft Teacher's and PseCo's labelled branch flips and applies one colour operation, as Soft
 #: Teacher's authors' supervised baseline does; the semi family's baseline sees the same views.
 TEACHER_VIEWS = {"augment": "flip_colour"}
-#: A run whose share of sub-pixel boxes exceeds this lost its box regression (``collapsed``).
-COLLAPSED = 0.5
 
 
 #: family name -> function(manifest methods, settings or None) -> pairings.
@@ -444,8 +442,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def collapsed(shares: Sequence[float | None]) -> str:
     """``k of n`` seeds whose box regression collapsed (over half the boxes under 1 px)."""
+    from benchmark.results import is_collapsed
+
     got = [v for v in shares if v is not None]
-    return f"{sum(v > COLLAPSED for v in got)} of {len(got)}" if got else "—"
+    return f"{sum(is_collapsed(v) for v in got)} of {len(got)}" if got else "—"
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

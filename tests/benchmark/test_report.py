@@ -146,3 +146,19 @@ def test_cli_report_and_benchmark_errors(store: ResultsStore, tmp_path: Path, ca
                     "--methods", "99"], "unknown method '99'")
     one_line_error(["report", "--runs", str(store.root), "--format", "pdf"],
                    "unknown format 'pdf'")
+
+
+def test_seeds_whose_box_regression_collapsed_are_counted(tmp_path: Path) -> None:
+    """A seed with over half its boxes under 1 px is named in the status, in every format."""
+    s = ResultsStore(tmp_path / "runs")
+    for seed, share in ((0, 1.0), (1, 0.5), (2, None)):
+        rec = record("2", "full", seed, ap50=0.2)
+        if share is not None:
+            rec["detections"] = {"count": 10, "sub_pixel": share}
+        s.save(RunKey(DATASET, "2", "full", seed), rec)
+    frame = report_frame(s, paradigms=["full"])
+    row = frame[frame["id"] == "2"].iloc[0]
+    assert (row["seeds"], row["collapsed"]) == (3, 1)
+    note = "ok (n=3), box regression collapsed on 1 of 3"
+    assert note in render(frame, "md") and note in render(frame, "html")
+    assert row["status"] == "ok"          # the status itself stays machine-readable
