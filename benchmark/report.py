@@ -179,7 +179,7 @@ def _status(s: str, width: int = _STATUS_WIDTH) -> str:
     return s if len(s) <= width else s[:width - 1] + "…"
 
 
-def _seed_note(row: Any) -> str:
+def seed_note(row: Any) -> str:
     """The status's suffix: the number of seeds, and how many collapsed (AP alone shows a
     collapsed box regression as just a low number)."""
     note = f" (n={row['seeds']})" if row["seeds"] > 1 else ""
@@ -189,7 +189,7 @@ def _seed_note(row: Any) -> str:
 
 
 def _cells(row: Any) -> list[str]:
-    seeds = _seed_note(row)
+    seeds = seed_note(row)
     head = [f"#{row['id']}" if str(row["id"]).isdigit() else str(row["id"]), row["method"],
             row["impl"], row["setting"], row["backbone"], row["schedule"]]
     metrics = [f"{_num(row[f'{k}_paper'])} / {_num(row[f'{k}_measured'])}"
@@ -398,7 +398,7 @@ def to_html(frame: Any, table: str = "I", title: str = "TinySet benchmark report
                 parts.append(f"<tr class='g'><td colspan='{len(HEADERS)}'>"
                              f"{html.escape(group)}</td></tr>")
             cells = _cells(row)
-            cells[-1] = str(row["status"]) + _seed_note(row)  # the full reason in HTML
+            cells[-1] = str(row["status"]) + seed_note(row)  # the full reason in HTML
             kind = str(row["status"]).split(":", 1)[0]
             tds = [f"<td>{html.escape(c)}</td>" for c in cells[:N_HEAD]]
             tds += [f"<td class='n'>{html.escape(c)}</td>" for c in cells[N_HEAD:-1]]

@@ -138,12 +138,13 @@ def _measured(runs: Path, datasets: Sequence[str] | None) -> dict[str, dict[tupl
 
 
 def _status(hit: Any) -> str:
+    from benchmark.report import seed_note
+
     if hit is None:
         return "not run"
-    seeds = int(hit["seeds"])
     s = " ".join(str(hit["status"]).split())
     s = s if len(s) <= 60 else s[:59] + "…"
-    return f"{s} (n={seeds})" if seeds > 1 else s
+    return s + seed_note(hit)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,3 +162,7 @@ def test_seeds_whose_box_regression_collapsed_are_counted(tmp_path: Path) -> Non
     note = "ok (n=3), box regression collapsed on 1 of 3"
     assert note in render(frame, "md") and note in render(frame, "html")
     assert row["status"] == "ok"          # the status itself stays machine-readable
+    from benchmark.report import measured
+    from benchmark.report_tables import _status  # Tables II–V's status cell
+
+    assert _status(measured(s).iloc[0]) == note
