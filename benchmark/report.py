@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.manifest import PAPER_METRICS, PARADIGM_TITLES, Manifest, Method, load_methods
-from benchmark.results import ResultsStore, is_collapsed
+from benchmark.results import ResultsStore, is_collapsed, status_kind
 from tinyset_builder.errors import TinysetError
 
 FORMATS = ("rich", "md", "latex", "csv", "html")
@@ -288,7 +288,7 @@ def to_rich(frame: Any, table: str = "I") -> list[Any]:
                 t.add_section()
                 t.add_row(f"[bold]{group}[/bold]")
             cells = _cells(row)
-            kind = str(row["status"]).split(":", 1)[0]
+            kind = status_kind(str(row["status"]))
             style = {"ok": "green", "failed": "red", "unavailable": "yellow"}.get(kind, "dim")
             label = (f"{cells[0]} {cells[1]}" if str(row["id"]).isdigit()
                      else f"{cells[1]} [{row['id']}]")
@@ -399,7 +399,7 @@ def to_html(frame: Any, table: str = "I", title: str = "TinySet benchmark report
                              f"{html.escape(group)}</td></tr>")
             cells = _cells(row)
             cells[-1] = str(row["status"]) + seed_note(row)  # the full reason in HTML
-            kind = str(row["status"]).split(":", 1)[0]
+            kind = status_kind(str(row["status"]))
             tds = [f"<td>{html.escape(c)}</td>" for c in cells[:N_HEAD]]
             tds += [f"<td class='n'>{html.escape(c)}</td>" for c in cells[N_HEAD:-1]]
             tds.append(f"<td class='{html.escape(kind)}'>{html.escape(cells[-1])}</td>")

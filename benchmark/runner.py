@@ -315,9 +315,10 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
                 # read in bounded memory, ~56 B per detection
                 from benchmark.evaluate.columnar import results_to_columns, write_npz
 
-                write_npz(pred_path.with_suffix(".npz"), results_to_columns(results))
+                columns = results_to_columns(results)
+                write_npz(pred_path.with_suffix(".npz"), columns)
                 record["predictions"] = PREDICTIONS_FILE
-                record["detections"] = detection_shape(results)
+                record["detections"] = detection_shape(columns)
                 record["metrics"] = timed("evaluate", lambda: evaluate_predictions(
                     job.eval_json, pred_path, job.prompts_json))
                 record["status"] = "ok"
@@ -333,15 +334,17 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     return record
 
 
-def detection_shape(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """How many detections a run made and the share under one pixel wide or high.
+def detection_shape(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """How many detections a run made and the share under one pixel wide or high, from the
+    detections' columns (``benchmark.evaluate.columnar.results_to_columns``).
 
     A share near 1 means the detector's box regression collapsed (a failure a one-stage detector
     trained from random initialisation on tiny objects can fall into: every distance ReLU'd to 0),
     which AP alone reports only as a low number.
     """
-    sub = sum(1 for r in results if r["bbox"][2] < 1 or r["bbox"][3] < 1)
-    return {"count": len(results), "sub_pixel": round(sub / len(results), 4) if results else None}
+    n = len(columns["w"])
+    sub = int(((columns["w"] < 1) | (columns["h"] < 1)).sum())
+    return {"count": n, "sub_pixel": round(sub / n, 4) if n else None}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -90,12 +90,14 @@ def test_runs_store_records_isolate_failures_and_resume(data: Path, tmp_path: Pa
 
 
 def test_detection_shape_flags_a_collapsed_box_regression() -> None:
+    from benchmark.evaluate.columnar import results_to_columns
     from benchmark.runner import detection_shape
 
-    dets = [{"bbox": [0, 0, 5, 4]}, {"bbox": [3, 3, 0.5, 6]}, {"bbox": [1, 1, 2, 0.0]},
-            {"bbox": [9, 9, 1, 1]}]
-    assert detection_shape(dets) == {"count": 4, "sub_pixel": 0.5}   # 1 px itself is not under
-    assert detection_shape([]) == {"count": 0, "sub_pixel": None}
+    dets = [{"image_id": 1, "category_id": 1, "score": 0.9, "bbox": b}
+            for b in ([0, 0, 5, 4], [3, 3, 0.5, 6], [1, 1, 2, 0.0], [9, 9, 1, 1])]
+    # two of four under 1 px wide or high; 1 px itself is not under
+    assert detection_shape(results_to_columns(dets)) == {"count": 4, "sub_pixel": 0.5}
+    assert detection_shape(results_to_columns([])) == {"count": 0, "sub_pixel": None}
 
 
 def test_variants_are_derived_and_wired_into_the_job(data: Path, tmp_path: Path) -> None:
