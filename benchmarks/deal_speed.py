@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -36,6 +35,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from timing import timed  # noqa: E402
 
 
 def _models(preset: str):
@@ -53,18 +55,6 @@ def _points(n: int, size: int):
     g = torch.Generator().manual_seed(n)
     coords = torch.rand(1, n, 2, generator=g) * (size - 1)
     return coords, torch.ones(1, n, dtype=torch.long)
-
-
-def _time(fn, repeats: int) -> tuple[float, float]:
-    """Median CPU seconds and median wall seconds of ``fn`` after one warm-up call."""
-    fn()
-    cpu, wall = [], []
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return statistics.median(cpu), statistics.median(wall)
 
 
 def latency(preset: str, size: int, repeats: int) -> dict:
@@ -85,7 +75,7 @@ def latency(preset: str, size: int, repeats: int) -> dict:
             "deal_new_prompt_on_cached": lambda: deal.decode(feats, *one),
         }
         for name, fn in variants.items():
-            cpu, wall = _time(fn, repeats)
+            cpu, wall = timed(fn, repeats)
             res[name] = {"cpu_ms": round(cpu * 1000, 2), "wall_ms": round(wall * 1000, 2)}
         res["queries"] = {"deal_1pt": int(deal(image, *one).num_queries[0]),
                           "base": int(base(image).num_queries[0])}

@@ -33,16 +33,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from timing import timed  # noqa: E402
+
 sys.path.insert(0, str(REPO / "tests" / "adapters"))  # zeroshot_tiny: the tests' tiny builds
 
 A100_FLOPS = 312e12 * 0.40
@@ -58,18 +59,6 @@ QWEN25_VL_3B = {
                       "num_heads": 16, "out_hidden_size": 2048,
                       "fullatt_block_indexes": [7, 15, 23, 31]},
     "tie_word_embeddings": True}
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Median (CPU seconds, wall seconds) of ``fn`` over ``repeats`` calls after one warm-up."""
-    fn()
-    cpu, wall = [], []
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return statistics.median(cpu), statistics.median(wall)
 
 
 def matmul_rate(repeats: int) -> float:
