@@ -39,7 +39,23 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class CNNBackbone(nn.Module):
+class StagedBackbone(nn.Module):
+    """A stem, then one stage per level; each stage's output is a level (L2..L5)."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """``(B, 3, H, W)`` -> ``[L2 (B, C2, H/4, W/4), L3 (H/8), L4 (H/16), L5 (H/32)]``."""
+        x = self.stem(x)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+
+class CNNBackbone(StagedBackbone):
     """Small CNN: stem (stride 2) then four stride-2 stages giving L2, L3, L4, L5.
 
     Args:
@@ -56,14 +72,12 @@ class CNNBackbone(nn.Module):
             c_prev = c
         self.stages = nn.ModuleList(stages)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """``(B, 3, H, W)`` -> ``[L2 (B, C2, H/4, W/4), L3 (H/8), L4 (H/16), L5 (H/32)]``."""
-        x = self.stem(x)
-        out = []
-        for stage in self.stages:
-            x = stage(x)
-            out.append(x)
-        return out
+
+def _weights_file(weights: str | None, what: str) -> Path | None:
+    path = Path(weights) if weights is not None else None
+    if path is not None and not path.is_file():
+        raise TinysetError(f"{path}: {what} weights file not found (no downloads)")
+    return path
 
 
 class SwinBackbone(nn.Module):
@@ -79,9 +93,7 @@ class SwinBackbone(nn.Module):
         super().__init__()
         from torchvision.models import swin_t
 
-        path = Path(weights) if weights is not None else None
-        if path is not None and not path.is_file():
-            raise TinysetError(f"{path}: Swin-T weights file not found (no downloads)")
+        path = _weights_file(weights, "Swin-T")
         model = swin_t(weights=None)
         if path is not None:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -100,14 +112,7 @@ class SwinBackbone(nn.Module):
         return out
 
 
-def _weights_file(weights: str | None, what: str) -> Path | None:
-    path = Path(weights) if weights is not None else None
-    if path is not None and not path.is_file():
-        raise TinysetError(f"{path}: {what} weights file not found (no downloads)")
-    return path
-
-
-class ResNet50Backbone(nn.Module):
+class ResNet50Backbone(StagedBackbone):
     """torchvision ResNet-50; L2..L5 are ``layer1``..``layer4`` (256, 512, 1024, 2048 ch).
 
     Args:
@@ -126,15 +131,6 @@ class ResNet50Backbone(nn.Module):
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
         self.stages = nn.ModuleList([model.layer1, model.layer2, model.layer3, model.layer4])
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """``(B, 3, H, W)`` -> ``[L2, L3, L4, L5]``."""
-        x = self.stem(x)
-        out = []
-        for stage in self.stages:
-            x = stage(x)
-            out.append(x)
-        return out
 
 
 def _timm_model(name: str, weights: str | None, **kwargs: object) -> nn.Module:
