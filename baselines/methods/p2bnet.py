@@ -62,39 +62,41 @@ def _bags(cfg: Config, points: np.ndarray, scale: float, size: int, tile: float)
     return cut_symmetric(bags, points, size)
 
 
+def _mil_stage(net: Any, stage: int, feats: Any, bags: np.ndarray, size: int, top_k: int,
+               negatives: int, rng: np.random.Generator | None, losses: list[Any] | None,
+               ) -> np.ndarray:
+    """One MIL stage on ``(n, m, 4)`` bags: the merged box per point; with ``losses`` given,
+    appends the bag loss and the loss on ``negatives`` random background boxes."""
+    import torch
+
+    from baselines.point_nets import mil_bag_loss, negative_loss, random_negatives
+    from baselines.points import mil_merge, mil_weights
+
+    dev = feats["0"].device
+    n, m = bags.shape[:2]
+    out = net.mil_forward(stage, feats, [torch.from_numpy(bags.reshape(-1, 4)).to(dev)], size)
+    if losses is not None:
+        losses.append(mil_bag_loss(out["cls"], out["ins"], n, m))
+        neg = random_negatives(bags, size, negatives, rng)
+        losses.append(negative_loss(
+            net.mil_forward(stage, feats, [torch.from_numpy(neg).to(dev)], size)["cls"]))
+    w = mil_weights(out["cls"].detach().view(n, m).cpu().numpy(),
+                    out["ins"].detach().view(n, m).cpu().numpy())
+    return mil_merge(bags, w, top_k)
+
+
 def mil_pseudo(net: Any, feats: Any, points: np.ndarray, cfg: Config, scale: float, size: int,
                tile: float, *, train: bool = False, rng: np.random.Generator | None = None,
                ) -> tuple[np.ndarray, list[Any]]:
     """Both MIL stages on one image's points: the refined pseudo boxes and (``train``) losses."""
-    import torch
+    from baselines.points import fine_bags
 
-    from baselines.point_nets import mil_bag_loss, negative_loss, random_negatives
-    from baselines.points import fine_bags, mil_merge, mil_weights
-
-    losses = []
-    dev = feats["0"].device
-    bags = _bags(cfg, points, scale, size, tile)
-    n, m = bags.shape[:2]
-    out = net.mil_forward(0, feats, [torch.from_numpy(bags.reshape(-1, 4)).to(dev)], size)
-    if train:
-        losses.append(mil_bag_loss(out["cls"], out["ins"], n, m))
-        neg = random_negatives(bags, size, cfg.negatives, rng)
-        losses.append(negative_loss(net.mil_forward(0, feats, [torch.from_numpy(neg).to(dev)],
-                                                    size)["cls"]))
-    w = mil_weights(out["cls"].detach().view(n, m).cpu().numpy(),
-                    out["ins"].detach().view(n, m).cpu().numpy())
-    coarse = mil_merge(bags, w, cfg.top_k)
+    losses: list[Any] | None = [] if train else None
+    coarse = _mil_stage(net, 0, feats, _bags(cfg, points, scale, size, tile), size, cfg.top_k,
+                        cfg.negatives, rng, losses)
     fine = np.clip(fine_bags(coarse, cfg.fine_ratios, cfg.fine_shakes), 0, size)
-    fm = fine.shape[1]
-    out2 = net.mil_forward(1, feats, [torch.from_numpy(fine.reshape(-1, 4)).to(dev)], size)
-    if train:
-        losses.append(mil_bag_loss(out2["cls"], out2["ins"], n, fm))
-        neg = random_negatives(fine, size, cfg.negatives, rng)
-        losses.append(negative_loss(net.mil_forward(1, feats, [torch.from_numpy(neg).to(dev)],
-                                                    size)["cls"]))
-    w2 = mil_weights(out2["cls"].detach().view(n, fm).cpu().numpy(),
-                     out2["ins"].detach().view(n, fm).cpu().numpy())
-    return mil_merge(fine, w2, cfg.top_k), losses
+    boxes = _mil_stage(net, 1, feats, fine, size, cfg.top_k, cfg.negatives, rng, losses)
+    return boxes, losses or []
 
 
 def train(ctx: MethodContext) -> dict[str, Any]:
