@@ -161,10 +161,55 @@ def size_ap(record: Mapping[str, Any] | None, iou: str) -> dict[str, float | Non
             for k in ("vt", "t", "s", "m")}
 
 
+#: Score above which a detection counts as confident in :func:`detection_fit`.
+FIT_SCORE = 0.3
+
+
+def detection_fit(record: Mapping[str, Any] | None, *, score_thr: float = FIT_SCORE,
+                  iou: float = 0.25) -> dict[str, float | None] | None:
+    """How a run's confident detections (score ≥ ``score_thr``) sit on the test objects,
+    matched with the evaluator's own greedy rule (:func:`benchmark.evaluate.api.match_detections`)
+    at ``iou``: ``recall`` (share of the non-crowd objects matched) and ``side_ratio``, the
+    median of sqrt(detection area / object area) over the matches (1 = the right size; above 1,
+    boxes too large). AP also charges false positives and their ranking; these two say whether
+    the objects were found and how well the boxes fit them. None for a prompted run (DEAL is
+    scored on its prompted units only) or when the run's files are gone."""
+    params = (((record or {}).get("metrics") or {}).get("params")) or {}
+    gt, dt = params.get("gt"), params.get("dt")
+    if params.get("prompts") or not gt or not dt or not Path(gt).is_file() \
+            or not Path(dt).is_file():
+        return None
+    import numpy as np
+
+    from benchmark.evaluate.api import match_detections
+    from tinyset_builder.io import read_json
+
+    truth = read_json(gt)
+    dets = [d for d in read_json(dt) if d["score"] >= score_thr]
+    matches = match_detections(truth, dets, iou=iou,
+                               class_agnostic=bool(params.get("class_agnostic", True)))
+    gt_area = {a["id"]: a["bbox"][2] * a["bbox"][3] for a in truth["annotations"]}
+    crowd = {a["id"] for a in truth["annotations"] if a.get("iscrowd")}
+    found = total = 0
+    ratios = []
+    for m in matches.values():
+        for gid, hit in zip(m.gt_id, m.gt_matched, strict=True):
+            if gid not in crowd:
+                total += 1
+                found += bool(hit)
+        for k, outcome, gid in zip(m.dt_index, m.dt_outcome, m.dt_gt_id, strict=True):
+            if outcome == "tp":
+                w, h = dets[k]["bbox"][2:]
+                ratios.append(float(np.sqrt(w * h / max(gt_area[gid], 1e-9))))
+    return {"recall": round(found / total, 4) if total else None,
+            "side_ratio": round(float(np.median(ratios)), 3) if ratios else None}
+
+
 def weak_table(rows: list[dict[str, Any]]) -> str:
     """Markdown for the weak family: AP25 and AP50 mean ± sd, AP25 by object size (means),
     pseudo-box quality on the training split (mean IoU with the true boxes, by size, median
-    size ratio), paper's AP25."""
+    size ratio), paper's AP25, and how the test detections fit the objects
+    (:func:`detection_fit`, means over seeds)."""
     def cell(values: Sequence[float | None]) -> str:
         mean, sd, n = mean_sd(values)
         if mean is None:
@@ -173,11 +218,13 @@ def weak_table(rows: list[dict[str, Any]]) -> str:
 
     lines = ["| row | AP25 (mean ± sd) | AP50 (mean ± sd) | AP25 vt / t / s / m "
              "| paper AP25 / AP50 | pseudo mIoU (train) | mIoU vt / t / s / m "
-             "| pseudo size ratio | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| pseudo size ratio | objects found (IoU ≥ 0.25, score ≥ 0.3) "
+             "| found boxes' side / true side | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pq = [p for p in r.get("pseudo", []) if p]
         by_size = [b for b in r.get("AP25_by_size", []) if b]
+        fit = [f for f in r.get("fit", []) if f]
 
         def avg(key: str, dicts: list = pq, digits: int = 3) -> str:
             vals = [d[key] for d in dicts if d.get(key) is not None]
@@ -192,7 +239,8 @@ def weak_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['id']} {r['name']} ({labels}) | {cell(r.get('AP25', []))} | "
                      f"{cell(r['AP50'])} | {ap_sizes} | {paper} | {avg('pseudo_mean_iou')} | "
                      f"{sizes} | "
-                     f"{avg('pseudo_size_ratio_median')} | {', '.join(r['status'])} |")
+                     f"{avg('pseudo_size_ratio_median')} | {avg('recall', fit, 2)} | "
+                     f"{avg('side_ratio', fit, 2)} | {', '.join(r['status'])} |")
     return "\n".join(lines)
 
 
@@ -397,7 +445,8 @@ def run_family(name: str, data: Path, runs: Path, *, settings: Sequence[str] | N
                         "iterations": [((r or {}).get("notes") or {}).get("iterations")
                                        for r in recs],
                         "sub_pixel": [((r or {}).get("detections") or {}).get("sub_pixel")
-                                      for r in recs]})
+                                      for r in recs],
+                        "fit": [detection_fit(r) for r in recs]})
             if name in SIZE_IOU:
                 iou = SIZE_IOU[name]
                 out[-1][f"AP{round(100 * float(iou))}_by_size"] = [size_ap(r, iou) for r in recs]

@@ -231,6 +231,48 @@ def test_size_ap_re_evaluates_the_stored_predictions_at_the_asked_iou(tmp_path: 
                                               "dt": str(tmp_path / "dt.json")}}}, "0.25") is None
 
 
+def test_detection_fit_gives_recall_of_confident_boxes_and_their_side_ratio(
+        tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import label_efficient as le
+
+    def ann(i: int, box: list[float], crowd: int = 0) -> dict:
+        return {"id": i, "image_id": 1, "category_id": 1, "bbox": box,
+                "area": box[2] * box[3], "iscrowd": crowd}
+
+    gt = {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}],
+          "categories": [{"id": 1, "name": "x"}],
+          "annotations": [ann(1, [10, 10, 10, 10]), ann(2, [50, 50, 10, 10]),
+                          ann(3, [80, 80, 4, 4]), ann(4, [30, 60, 10, 10], crowd=1)]}
+    dt = [  # an 18×18 box around object 1: IoU 100/324 ≈ 0.31, side ratio 1.8
+          {"image_id": 1, "category_id": 1, "bbox": [6, 6, 18, 18], "score": 0.9},
+          # object 2 found exactly, but below the confidence threshold: not counted
+          {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.2},
+          # object 3 found exactly: side ratio 1.0
+          {"image_id": 1, "category_id": 1, "bbox": [80, 80, 4, 4], "score": 0.5},
+          # a confident false positive changes neither number
+          {"image_id": 1, "category_id": 1, "bbox": [0, 90, 5, 5], "score": 0.95}]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    params = {"gt": str(tmp_path / "gt.json"), "dt": str(tmp_path / "dt.json"),
+              "class_agnostic": True}
+    fit = le.detection_fit({"metrics": {"params": params}})
+    # 2 of the 3 non-crowd objects; median of (1.8, 1.0)
+    assert fit == {"recall": round(2 / 3, 4), "side_ratio": 1.4}
+    # at IoU 0.5 the 18×18 box no longer matches: only object 3, exactly sized
+    assert le.detection_fit({"metrics": {"params": params}}, iou=0.5) == {
+        "recall": round(1 / 3, 4), "side_ratio": 1.0}
+    # DEAL's prompted runs and runs whose files are gone have none
+    prompted = {**params, "prompts": {"file": "p.json"}}
+    assert le.detection_fit({"metrics": {"params": prompted}}) is None
+    assert le.detection_fit({"metrics": None}) is None
+    row = {"setting": "points-center", "id": "33", "name": "P2BNet", "role": "method",
+           "paper_AP50": 0.2, "paper_AP25": 4.6, "AP25": [1.0], "AP50": [0.0], "status": ["ok"],
+           "fit": [fit, {"recall": 0.5, "side_ratio": 2.0}, None]}
+    md = le.weak_table([row])
+    assert f"| {(2 / 3 + 0.5) / 2:.2f} | 1.70 | ok |" in md
+
+
 def _tiny_sam(folder: Path) -> Path:
     """A randomly initialised SAM of a few thousand weights, saved like a downloaded one."""
     pytest.importorskip("transformers")
