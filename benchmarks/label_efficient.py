@@ -169,9 +169,11 @@ def detection_fit(record: Mapping[str, Any] | None, *, score_thr: float = FIT_SC
                   iou: float = 0.25) -> dict[str, float | None] | None:
     """How a run's confident detections (score ≥ ``score_thr``) sit on the test objects,
     matched with the evaluator's own greedy rule (:func:`benchmark.evaluate.api.match_detections`)
-    at ``iou``: ``recall`` (share of the non-crowd objects matched) and ``side_ratio``, the
-    median of sqrt(detection area / object area) over the matches (1 = the right size; above 1,
-    boxes too large). AP also charges false positives and their ranking; these two say whether
+    at ``iou``: ``recall`` (share of the non-crowd objects matched), ``precision`` (share of
+    the confident detections matched; those matching a crowd region are left out),
+    ``per_image`` (confident detections per test image) and ``side_ratio``, the median of
+    sqrt(detection area / object area) over the matches (1 = the right size; above 1, boxes too
+    large). AP also charges false positives and their ranking; these two say whether
     the objects were found and how well the boxes fit them. None for a prompted run (DEAL is
     scored on its prompted units only) or when the run's files are gone."""
     params = (((record or {}).get("metrics") or {}).get("params")) or {}
@@ -190,7 +192,7 @@ def detection_fit(record: Mapping[str, Any] | None, *, score_thr: float = FIT_SC
                                class_agnostic=bool(params.get("class_agnostic", True)))
     gt_area = {a["id"]: a["bbox"][2] * a["bbox"][3] for a in truth["annotations"]}
     crowd = {a["id"] for a in truth["annotations"] if a.get("iscrowd")}
-    found = total = 0
+    found = total = false = 0
     ratios = []
     for m in matches.values():
         for gid, hit in zip(m.gt_id, m.gt_matched, strict=True):
@@ -198,10 +200,14 @@ def detection_fit(record: Mapping[str, Any] | None, *, score_thr: float = FIT_SC
                 total += 1
                 found += bool(hit)
         for k, outcome, gid in zip(m.dt_index, m.dt_outcome, m.dt_gt_id, strict=True):
+            false += outcome == "fp"
             if outcome == "tp":
                 w, h = dets[k]["bbox"][2:]
                 ratios.append(float(np.sqrt(w * h / max(gt_area[gid], 1e-9))))
+    judged = len(ratios) + false
     return {"recall": round(found / total, 4) if total else None,
+            "precision": round(len(ratios) / judged, 4) if judged else None,
+            "per_image": round(len(dets) / max(len(truth["images"]), 1), 2),
             "side_ratio": round(float(np.median(ratios)), 3) if ratios else None}
 
 

@@ -257,11 +257,16 @@ def test_detection_fit_gives_recall_of_confident_boxes_and_their_side_ratio(
     params = {"gt": str(tmp_path / "gt.json"), "dt": str(tmp_path / "dt.json"),
               "class_agnostic": True}
     fit = le.detection_fit({"metrics": {"params": params}})
-    # 2 of the 3 non-crowd objects; median of (1.8, 1.0)
-    assert fit == {"recall": round(2 / 3, 4), "side_ratio": 1.4}
+    # 2 of the 3 non-crowd objects; 2 of the 3 confident boxes; median of (1.8, 1.0)
+    assert fit == {"recall": round(2 / 3, 4), "precision": round(2 / 3, 4), "per_image": 3.0,
+                   "side_ratio": 1.4}
     # at IoU 0.5 the 18×18 box no longer matches: only object 3, exactly sized
     assert le.detection_fit({"metrics": {"params": params}}, iou=0.5) == {
-        "recall": round(1 / 3, 4), "side_ratio": 1.0}
+        "recall": round(1 / 3, 4), "precision": round(1 / 3, 4), "per_image": 3.0,
+        "side_ratio": 1.0}
+    # a higher score threshold keeps only the false positive
+    assert le.detection_fit({"metrics": {"params": params}}, score_thr=0.92) == {
+        "recall": 0.0, "precision": 0.0, "per_image": 1.0, "side_ratio": None}
     # DEAL's prompted runs and runs whose files are gone have none
     prompted = {**params, "prompts": {"file": "p.json"}}
     assert le.detection_fit({"metrics": {"params": prompted}}) is None
