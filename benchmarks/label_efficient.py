@@ -173,9 +173,10 @@ def detection_fit(record: Mapping[str, Any] | None, *, score_thr: float = FIT_SC
     the confident detections matched; those matching a crowd region are left out),
     ``per_image`` (confident detections per test image) and ``side_ratio``, the median of
     sqrt(detection area / object area) over the matches (1 = the right size; above 1, boxes too
-    large). AP also charges false positives and their ranking; these two say whether
-    the objects were found and how well the boxes fit them. None for a prompted run (DEAL is
-    scored on its prompted units only) or when the run's files are gone."""
+    large). AP folds all of this into one number with the ranking; these say apart whether
+    the objects were found, how many boxes were wrong and how well the found boxes fit. None
+    for a prompted run (DEAL is scored on its prompted units only) or when the run's files are
+    gone."""
     params = (((record or {}).get("metrics") or {}).get("params")) or {}
     gt, dt = params.get("gt"), params.get("dt")
     if params.get("prompts") or not gt or not dt or not Path(gt).is_file() \
