@@ -1,7 +1,7 @@
 """Geometry of point supervision: proposal bags, MIL merging, PCA orientation, rotated boxes.
 
 Shared by the point-supervised methods (:mod:`baselines.methods.p2bnet`, ``point_teacher``,
-``pointobb_v2``, ``pointobb_v3``, ``point2rbox_v3``); numpy, scipy, scikit-image and OpenCV only
+``pointobb_v2``, ``pointobb_v3``, ``point2rbox_v3``); numpy, scipy and OpenCV only
 (no torch at import), so every mechanism is unit-testable on hand-made values.
 
 Conventions: horizontal boxes are ``[x0, y0, x1, y1]``; rotated boxes are
@@ -263,25 +263,33 @@ def assign_levels(sizes: npt.ArrayLike, bounds: Sequence[float]) -> npt.NDArray[
                            side="left").astype(np.int64)
 
 
-def watershed_regions(gray: npt.NDArray[np.floating], points: F32, radius: float,
+def watershed_regions(image: npt.NDArray[np.floating], points: F32, radius: float,
                       background: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int32]:
-    """Watershed of the image gradient seeded at the points (Point2RBox's Voronoi watershed).
+    """Watershed of the colour image seeded at the points (Point2RBox's Voronoi watershed).
 
     Markers: label ``i + 1`` at point ``i``; label ``N + 1`` (background) on every pixel farther
     than ``radius`` from all points and on ``background`` (e.g. Voronoi ridges between points,
-    which keep neighbours apart as Point2RBox's Voronoi watershed does). scikit-image floods the
-    Sobel gradient from the markers, so each object's region stops at edges and at its
-    neighbours' regions.
+    which keep neighbours apart as Point2RBox's Voronoi watershed does). As in the authors' code,
+    the image is stretched to 8 bits, median-blurred (3 × 3) and flooded by ``cv2.watershed``,
+    which follows colour edges: an object that differs from its ground in hue but not in
+    brightness still stops its region (a grey-level gradient lets it spill). cv2 marks the
+    pixels where regions meet with ``-1``; they belong to no point.
+
+    Args:
+        image: ``(H, W, 3)`` or ``(H, W)`` image, any value range.
 
     Returns:
-        an ``int32`` label image (0 never occurs; ``N + 1`` is background).
+        an ``int32`` label image: ``i + 1`` for point ``i``, ``N + 1`` background, ``-1`` borders.
     """
+    import cv2
     from scipy.ndimage import distance_transform_edt
-    from skimage.filters import sobel
-    from skimage.segmentation import watershed
 
-    g = np.asarray(gray, np.float64)
-    h, w = g.shape
+    img = np.asarray(image, np.float64)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    lo, hi = img.min(), img.max()
+    u8 = ((img - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
+    h, w = u8.shape[:2]
     markers = np.zeros((h, w), np.int32)
     seeds = np.ones((h, w), bool)
     for i, (x, y) in enumerate(np.asarray(points, np.float64).reshape(-1, 2)):
@@ -292,7 +300,7 @@ def watershed_regions(gray: npt.NDArray[np.floating], points: F32, radius: float
     if background is not None:
         far |= np.asarray(background, bool)
     markers[far & (markers == 0)] = len(points) + 1
-    return watershed(sobel(g), markers).astype(np.int32)
+    return cv2.watershed(np.ascontiguousarray(cv2.medianBlur(u8, 3)), markers)
 
 
 def nearest_neighbour_distance(points: F32) -> F32:

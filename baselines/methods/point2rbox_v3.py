@@ -14,10 +14,11 @@ loss, and the two-stage configs ``point2rbox_v3-pseudo-generator-*.py`` →
 * **Mask priors (prior-guided dynamic mask source)**: each point gets a mask — from **SAM**
   (``transformers``' ``SamModel`` prompted with the point) when local SAM weights are given
   (option ``sam_weights``: a ``save_pretrained`` folder) *and* the image has at most
-  ``sam_instance_thr`` points, otherwise from a **watershed** of the image gradient seeded at the
-  points with the Voronoi ridges between points and everything beyond ``max_radius`` as
-  background (scipy + scikit-image). The mask's minimum-area rectangle (cv2.minAreaRect) is the
-  box prior; the notes say how many priors came from each source.
+  ``sam_instance_thr`` points, otherwise from a **watershed** of the colour image
+  (``cv2.watershed`` on the median-blurred image, as the authors run it) seeded at the points,
+  with the Voronoi ridges between points and everything beyond ``max_radius`` as background.
+  The mask's minimum-area rectangle (cv2.minAreaRect) is the box prior; the notes say how many
+  priors came from each source.
 * **Progressive label assignment (PLA)**: a dense head on P2–P5 predicts, per location, a class
   score, ``log(w/stride)``, ``log(h/stride)`` and ``(cos 2θ, sin 2θ)``. Each point is assigned to
   the level whose size range holds its *current* size estimate: the mask prior's during the first
@@ -75,15 +76,14 @@ def watershed_priors(image: np.ndarray, points: np.ndarray, max_radius: float) -
 
     from baselines.points import mask_rbox, watershed_regions
 
-    gray = image.mean(axis=-1) if image.ndim == 3 else image
-    h, w = gray.shape
+    h, w = image.shape[:2]
     if len(points) > 1:  # Voronoi ridges (equidistant from the two nearest points) are background
         ys, xs = np.mgrid[0:h, 0:w]
         d, _ = cKDTree(points).query(np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], 1), k=2)
         ridge = (np.abs(d[:, 1] - d[:, 0]) < 1.0).reshape(h, w)
     else:
         ridge = np.zeros((h, w), bool)
-    labels = watershed_regions(gray, points, max_radius, background=ridge)
+    labels = watershed_regions(image, points, max_radius, background=ridge)
     out = []
     for i, (x, y) in enumerate(points):
         rb = mask_rbox(labels == i + 1)

@@ -142,6 +142,20 @@ def test_watershed_regions_stop_at_edges_and_neighbours() -> None:
                                atol=1.01)
 
 
+def test_watershed_follows_colour_edges_of_equal_brightness() -> None:
+    # A red square whose mean brightness equals its grey ground: a grey-level gradient sees no
+    # edge, so a region seeded inside would spill to the background marker; colour stops it.
+    img = np.full((40, 40, 3), 100.0)
+    img[14:20, 15:23] = (200.0, 50.0, 50.0)
+    assert np.allclose(img.mean(axis=-1), 100.0)
+    lab = P.watershed_regions(img, np.array([[18, 16]], np.float32), radius=14)
+    inside = lab[14:20, 15:23]
+    assert (inside == 1).mean() > 0.85 and not (inside == 2).any()
+    assert (lab == 1).sum() <= 6 * 8  # nothing outside the square
+    np.testing.assert_allclose(P.rbox_to_hbox(P.mask_rbox(lab == 1)[None]), [[15, 14, 23, 20]],
+                               atol=1.01)
+
+
 def test_cpm_sampling_positive_negative_ignored() -> None:
     from baselines.methods.pointobb_v2 import Config, cpm_targets
 
