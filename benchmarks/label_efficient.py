@@ -251,13 +251,15 @@ def weak_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def bag_ceiling(coco_json: Path, data_dir: Path) -> str:
+def bag_ceiling(coco_json: Path, data_dir: Path, watershed_images: int = 0) -> str:
     """The best IoU any proposal of P2BNet's / PointOBB-v3's bag can reach, per object size.
 
     A MIL method can only pick (a weighted mean of) its bag's proposals, so the best proposal's
     IoU with the true box bounds its pseudo box. Bags are the authors' (scales in units of
     ``min(H, W)/100`` of the tile, 7 ratios, centred on the point, symmetric cut); measured on
-    the training split's true boxes (``points-center`` keeps them beside the points).
+    the training split's true boxes (``points-center`` keeps them beside the points). With
+    ``watershed_images``, a last row gives the IoU of Point2RBox-v3's watershed box priors on
+    that many tiles: what its generator starts from instead of a bag.
     """
     import numpy as np
 
@@ -288,14 +290,46 @@ def bag_ceiling(coco_json: Path, data_dir: Path) -> str:
             smallest.append(min(cfg.base_scales) * unit)
         if not best:
             continue
-        b, z = np.concatenate(best), np.concatenate(size)
-        bins = [b]
-        for lo, hi in ((0, 8), (8, 16), (16, 32), (32, np.inf)):
-            bins.append(b[(z >= lo) & (z < hi)])
-        means = " / ".join("—" if not len(x) else f"{x.mean():.3f}" for x in bins)
-        lines.append(f"| {name} | {len(b)} | {means} | {(b >= 0.25).mean():.3f} | "
-                     f"{(b >= 0.5).mean():.3f} | {min(smallest):.1f}–{max(smallest):.1f} |")
+        lines.append(_ceiling_row(name, best, size, f"{min(smallest):.1f}–{max(smallest):.1f}"))
+    if watershed_images:
+        lines.append(_watershed_row(samples, watershed_images))
     return "\n".join(lines)
+
+
+def _watershed_row(samples: list[Any], images: int) -> str:
+    """Point2RBox-v3's watershed box priors on the first ``images`` whole tiles: the boxes its
+    generator learns to regress (no proposal: the last column is the prior's median side
+    ratio)."""
+    import numpy as np
+    from PIL import Image
+
+    from baselines.methods.point2rbox_v3 import Config, watershed_priors
+    from baselines.points import paired_iou, rbox_to_hbox
+
+    ious, size, ratio = [], [], []
+    for s in [s for s in samples if s.true_boxes is not None and len(s.points)][:images]:
+        pixels = np.asarray(Image.open(s.path).convert("RGB"), np.float32) / 255
+        prior = rbox_to_hbox(watershed_priors(pixels, s.points, Config().max_radius))
+        t = s.true_boxes
+        ious.append(paired_iou(prior, t))
+        side_t = np.sqrt((t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1]))
+        size.append(side_t)
+        ratio.append(np.sqrt((prior[:, 2] - prior[:, 0]) * (prior[:, 3] - prior[:, 1])) / side_t)
+    return _ceiling_row(f"Point2RBox-v3 watershed priors ({len(ious)} tiles)", ious, size,
+                        f"side ratio {np.median(np.concatenate(ratio)):.2f}")
+
+
+def _ceiling_row(name: str, best: list[Any], size: list[Any], last: str) -> str:
+    """One row of the ceiling table: IoUs binned by true side (vt < 8, t, s < 32, m)."""
+    import numpy as np
+
+    b, z = np.concatenate(best), np.concatenate(size)
+    bins = [b]
+    for lo, hi in ((0, 8), (8, 16), (16, 32), (32, np.inf)):
+        bins.append(b[(z >= lo) & (z < hi)])
+    means = " / ".join("—" if not len(x) else f"{x.mean():.3f}" for x in bins)
+    return (f"| {name} | {len(b)} | {means} | {(b >= 0.25).mean():.3f} | "
+            f"{(b >= 0.5).mean():.3f} | {last} |")
 
 
 #: Families with a table of their own (the default is :func:`table`).
@@ -567,11 +601,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bag-ceiling", type=Path, metavar="POINTS_JSON",
                    help="weak family: only print the MIL bags' best-IoU ceiling on this "
                         "points variant's train.json (of --data) and exit")
+    p.add_argument("--watershed-tiles", type=int, default=20, metavar="N",
+                   help="with --bag-ceiling: also score Point2RBox-v3's watershed box priors "
+                        "on the first N training tiles (0: skip; ~1 s per 1024² tile)")
     a = p.parse_args(argv)
     if a.bag_ceiling is not None:
         if a.data is None:
             p.error("--bag-ceiling needs --data")
-        md = bag_ceiling(a.bag_ceiling, a.data)
+        md = bag_ceiling(a.bag_ceiling, a.data, a.watershed_tiles)
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "weak_bag_ceiling.md").write_text(md + "\n")
         print(md)

@@ -338,6 +338,11 @@ def test_bag_ceiling_is_the_best_bag_iou(tmp_path: Path) -> None:
     p2b = next(line for line in md.splitlines() if line.startswith("| P2BNet"))
     # a 4×4 object matches a proposal exactly; a 2×2 one is at best 4/16 of the 4×4 proposal
     assert "| 2 | 0.625 / 0.625 / — / — / — | 1.000 | 0.500 | 4.0–4.0 |" in p2b
+    assert "watershed" not in md
+    # the watershed row scores Point2RBox-v3's priors on the tile's two points
+    ws = le.bag_ceiling(data / "pts.json", data, watershed_images=1).splitlines()[-1]
+    assert ws.startswith("| Point2RBox-v3 watershed priors (1 tiles) | 2 | ")
+    assert "side ratio" in ws
 
 
 def test_warm_starts_pair_each_row_with_a_baseline_of_its_detector() -> None:
