@@ -274,7 +274,7 @@ def bag_ceiling(coco_json: Path, data_dir: Path, watershed_images: int = 0) -> s
     lines = ["| bag | objects | best-IoU mean: all / vt / t / s / m | share ≥ 0.25 | share ≥ 0.5 "
              "| smallest proposal (px) |", "|---|---|---|---|---|---|"]
     for name, cfg in (("P2BNet", p2bnet.Config()), ("PointOBB-v3", pointobb_v3.Config())):
-        best, size, smallest = [], [], []
+        best, true, smallest = [], [], []
         for s in samples:
             if s.true_boxes is None or not len(s.points):
                 continue
@@ -285,12 +285,11 @@ def bag_ceiling(coco_json: Path, data_dir: Path, watershed_images: int = 0) -> s
             n, m = bags.shape[:2]
             iou = paired_iou(bags.reshape(-1, 4), np.repeat(s.true_boxes, m, axis=0))
             best.append(iou.reshape(n, m).max(axis=1))
-            t = s.true_boxes
-            size.append(np.sqrt((t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])))
+            true.append(s.true_boxes)
             smallest.append(min(cfg.base_scales) * unit)
         if not best:
             continue
-        lines.append(_ceiling_row(name, best, size, f"{min(smallest):.1f}–{max(smallest):.1f}"))
+        lines.append(_ceiling_row(name, best, true, f"{min(smallest):.1f}–{max(smallest):.1f}"))
     if watershed_images:
         lines.append(_watershed_row(samples, watershed_images))
     return "\n".join(lines)
@@ -301,29 +300,30 @@ def _watershed_row(samples: list[Any], images: int) -> str:
     generator learns to regress (no proposal: the last column is the prior's median side
     ratio)."""
     import numpy as np
-    from PIL import Image
 
     from baselines.methods.point2rbox_v3 import Config, watershed_priors
-    from baselines.points import paired_iou, rbox_to_hbox
+    from baselines.points import paired_iou, pseudo_quality, rbox_to_hbox
+    from tinyset_builder.imageio import read_image
 
-    ious, size, ratio = [], [], []
+    priors, true = [], []
     for s in [s for s in samples if s.true_boxes is not None and len(s.points)][:images]:
-        pixels = np.asarray(Image.open(s.path).convert("RGB"), np.float32) / 255
-        prior = rbox_to_hbox(watershed_priors(pixels, s.points, Config().max_radius))
-        t = s.true_boxes
-        ious.append(paired_iou(prior, t))
-        side_t = np.sqrt((t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1]))
-        size.append(side_t)
-        ratio.append(np.sqrt((prior[:, 2] - prior[:, 0]) * (prior[:, 3] - prior[:, 1])) / side_t)
-    return _ceiling_row(f"Point2RBox-v3 watershed priors ({len(ious)} tiles)", ious, size,
-                        f"side ratio {np.median(np.concatenate(ratio)):.2f}")
+        # the pixels the generator sees in training (baselines.data.read_tensor), as an array
+        pixels = read_image(s.path).astype(np.float32) / 255
+        priors.append(rbox_to_hbox(watershed_priors(pixels, s.points, Config().max_radius)))
+        true.append(s.true_boxes)
+    ratio = pseudo_quality(priors, true)["pseudo_size_ratio_median"]
+    return _ceiling_row(f"Point2RBox-v3 watershed priors ({len(priors)} tiles)",
+                        [paired_iou(p, t) for p, t in zip(priors, true, strict=True)], true,
+                        f"side ratio {ratio:.2f}")
 
 
-def _ceiling_row(name: str, best: list[Any], size: list[Any], last: str) -> str:
-    """One row of the ceiling table: IoUs binned by true side (vt < 8, t, s < 32, m)."""
+def _ceiling_row(name: str, best: list[Any], true: list[Any], last: str) -> str:
+    """One row of the ceiling table: IoUs with the ``true`` boxes (xyxy), binned by their side
+    (vt < 8, t, s < 32, m)."""
     import numpy as np
 
-    b, z = np.concatenate(best), np.concatenate(size)
+    b, t = np.concatenate(best), np.concatenate(true)
+    z = np.sqrt((t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1]))
     bins = [b]
     for lo, hi in ((0, 8), (8, 16), (16, 32), (32, np.inf)):
         bins.append(b[(z >= lo) & (z < hi)])
