@@ -9,7 +9,11 @@ are applied to the *current pseudo boxes*; ``selest_pseudo``: the pseudo box is 
 the level with the highest class score), ``configs/point2rbox_v3/_base_sam-dotav1-0.py``
 (``sam_instance_thr = 4``: an image enters SAM only with few instances), the Voronoi-watershed
 loss, and the two-stage configs ``point2rbox_v3-pseudo-generator-*.py`` →
-``rotated-fcos-1x-*-using-pseudo.py``. Our own implementation on torchvision.
+``rotated-fcos-1x-*-using-pseudo.py``. The watershed was read again in
+``mmrotate/models/losses/point2rbox/voronoi_watershed_loss.py`` at commit
+``60dbb63ca26fad2d0c31c14f73869fe8a16b15ca`` (``cv2.watershed`` on the median-blurred colour
+image; markers from a σ = 64 px Gaussian, thresholds 0.994 / 0.005 in
+``point2rbox_v3-1x-dotav1-0.py``). Our own implementation on torchvision.
 
 * **Mask priors (prior-guided dynamic mask source)**: each point gets a mask — from **SAM**
   (``transformers``' ``SamModel`` prompted with the point) when local SAM weights are given
